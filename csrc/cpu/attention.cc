@@ -1,0 +1,113 @@
+// Dense attention on the CPU, flash-style: per (batch, head) the keys and values are packed once
+// into the panels the register-tiled GEMM reads; each block of queries then streams over key
+// blocks with an online softmax, so memory stays O(block) and the score matrix never exists.
+#include "ops/attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "cpu/simd/kernels.h"
+
+namespace toma {
+
+namespace {
+
+constexpr int kQueryBlock = 96;  // multiple of every kernel's mr (12, 6, 4)
+constexpr int kKeyBlock = 256;   // multiple of every kernel's nr (32, 16)
+
+inline int round_up(int a, int b) { return (a + b - 1) / b * b; }
+
+}  // namespace
+
+void attention_cpu(const AttentionParams& p) {
+  const CpuKernels& K = cpu_kernels();
+  const int MR = K.mr, NR = K.nr;
+  const int B = p.q.B, Tq = p.q.T, Tk = p.k.T, C = p.q.C, H = p.heads, D = C / H;
+  const float scale = p.scale > 0 ? p.scale : 1.0f / std::sqrt((float)D);
+  const float qs = scale * 1.4426950408889634f;  // scores in log2 units: softmax by exp2
+  const int TkP = round_up(Tk, NR), Dpan = (D + NR - 1) / NR, Dp = Dpan * NR;
+  const size_t qes = dtype_size(p.q.dtype), kes = dtype_size(p.k.dtype), ves = dtype_size(p.v.dtype);
+  const size_t oes = dtype_size(p.out.dtype);
+  std::vector<float> Kt((size_t)TkP * D), Vp((size_t)Dpan * TkP * NR);
+  const int qblocks = (Tq + kQueryBlock - 1) / kQueryBlock;
+
+  for (int b = 0; b < B; ++b)
+    for (int h = 0; h < H; ++h) {
+      // Pack: Kt as [TkP / NR][D][NR], V as [Dpan][TkP][NR]; padding is zero.
+      parallel_for(TkP / NR, 4, [&](int64_t p0, int64_t p1) {
+        std::vector<float> row(std::max(D, 1));
+        for (int64_t jp = p0; jp < p1; ++jp)
+          for (int jj = 0; jj < NR; ++jj) {
+            const int j = (int)jp * NR + jj;
+            if (j < Tk) {
+              const char* ks = static_cast<const char*>(p.k.data) + (((size_t)b * Tk + j) * C + (size_t)h * D) * kes;
+              to_f32(ks, p.k.dtype, row.data(), D);
+              for (int d = 0; d < D; ++d) Kt[((size_t)jp * D + d) * NR + jj] = row[d];
+              const char* vs = static_cast<const char*>(p.v.data) + (((size_t)b * Tk + j) * C + (size_t)h * D) * ves;
+              to_f32(vs, p.v.dtype, row.data(), D);
+              for (int d = 0; d < Dp; ++d)
+                Vp[((size_t)(d / NR) * TkP + j) * NR + d % NR] = d < D ? row[d] : 0.f;
+            } else {
+              for (int d = 0; d < D; ++d) Kt[((size_t)jp * D + d) * NR + jj] = 0.f;
+              for (int d = 0; d < Dp; ++d) Vp[((size_t)(d / NR) * TkP + j) * NR + d % NR] = 0.f;
+            }
+          }
+      });
+
+      parallel_for(qblocks, 1, [&](int64_t blk0, int64_t blk1) {
+        std::vector<float> Q((size_t)kQueryBlock * D), S((size_t)kQueryBlock * kKeyBlock);
+        std::vector<float> O((size_t)kQueryBlock * Dp), m(kQueryBlock), l(kQueryBlock), orow(Dp);
+        for (int64_t blk = blk0; blk < blk1; ++blk) {
+          const int q0 = (int)blk * kQueryBlock, mb = std::min(kQueryBlock, Tq - q0);
+          const int mbp = round_up(mb, MR);
+          for (int i = 0; i < mbp; ++i) {
+            float* qr = Q.data() + (size_t)i * D;
+            if (i < mb) {
+              const char* qsrc = static_cast<const char*>(p.q.data) + (((size_t)b * Tq + q0 + i) * C + (size_t)h * D) * qes;
+              to_f32(qsrc, p.q.dtype, qr, D);
+              K.scale(qr, qs, D);
+            } else {
+              std::fill(qr, qr + D, 0.f);
+            }
+          }
+          std::fill(O.begin(), O.begin() + (size_t)mbp * Dp, 0.f);
+          std::fill(m.begin(), m.end(), -std::numeric_limits<float>::infinity());
+          std::fill(l.begin(), l.end(), 0.f);
+          for (int j0 = 0; j0 < TkP; j0 += kKeyBlock) {
+            const int nb = std::min(kKeyBlock, TkP - j0);
+            for (int i0 = 0; i0 < mbp; i0 += MR)
+              for (int jp = 0; jp < nb; jp += NR)
+                K.gemm(D, Q.data() + (size_t)i0 * D, D, Kt.data() + (size_t)(j0 + jp) * D,
+                       S.data() + (size_t)i0 * kKeyBlock + jp, kKeyBlock, 0);
+            const int valid = std::min(nb, Tk - j0);
+            for (int i = 0; i < mbp; ++i) {
+              float* s = S.data() + (size_t)i * kKeyBlock;
+              for (int j = valid; j < nb; ++j) s[j] = -std::numeric_limits<float>::infinity();
+              const float mx = K.max(s, nb);
+              const float mnew = std::max(m[i], mx);
+              const float alpha = std::exp2(m[i] - mnew);  // m = -inf on the first block: 0
+              l[i] = l[i] * alpha + K.exp2_sum(s, mnew, nb);
+              m[i] = mnew;
+              if (alpha != 1.f) K.scale(O.data() + (size_t)i * Dp, alpha, Dp);
+            }
+            for (int i0 = 0; i0 < mbp; i0 += MR)
+              for (int dp = 0; dp < Dpan; ++dp)
+                K.gemm(nb, S.data() + (size_t)i0 * kKeyBlock, kKeyBlock,
+                       Vp.data() + ((size_t)dp * TkP + j0) * NR, O.data() + (size_t)i0 * Dp + dp * NR,
+                       Dp, 1);
+          }
+          for (int i = 0; i < mb; ++i) {
+            const float inv = 1.f / l[i];
+            for (int d = 0; d < D; ++d) orow[d] = O[(size_t)i * Dp + d] * inv;
+            char* dst = static_cast<char*>(p.out.data) + (((size_t)b * Tq + q0 + i) * C + (size_t)h * D) * oes;
+            from_f32(orow.data(), dst, p.out.dtype, D);
+          }
+        }
+      });
+    }
+}
+
+}  // namespace toma

@@ -1,0 +1,309 @@
+// Plan construction (SPEC sections 3-5): per (batch element, region), load the region's tokens,
+// select destinations by greedy facility location, then compute the soft or hard weights.
+#include "ops/plan.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "cpu/simd/kernels.h"
+#include "ops/greedy.h"
+
+namespace toma {
+
+size_t PlanWeights::bytes() const {
+  return mptr.size() * 8 + midx.size() * 4 + mw.size() * 4 + uptr.size() * 8 + uidx.size() * 4 +
+         uw.size() * 4;
+}
+
+size_t Plan::bytes() const {
+  size_t b = dest.size() * 4 + regions.tokens.size() * 4 + sizeof(Plan);
+  for (const auto& w : weights) b += w.bytes();
+  return b;
+}
+
+namespace {
+
+// A region's tokens as float32 rows, with 1 / max(||x||, 1e-6) in float64.
+struct RegionRows {
+  int n = 0, C = 0;
+  std::vector<float> X;
+  std::vector<double> inv;
+  const float* row(int i) const { return X.data() + (size_t)i * C; }
+};
+
+void load_region(ConstTokens x, int P, const Regions& R, int r, int b, RegionRows& out) {
+  const CpuKernels& K = cpu_kernels();
+  const int n = R.size(r), C = x.C;
+  out.n = n;
+  out.C = C;
+  out.X.resize((size_t)n * C);
+  out.inv.resize(n);
+  const int32_t* tok = R.tokens.data() + R.offsets[r];
+  const size_t esz = dtype_size(x.dtype);
+  for (int i = 0; i < n; ++i) {
+    const char* src = static_cast<const char*>(x.data) + (((size_t)b * x.T + P + tok[i]) * C) * esz;
+    float* dst = out.X.data() + (size_t)i * C;
+    to_f32(src, x.dtype, dst, C);
+    const double norm = std::sqrt(K.dot_f64(dst, dst, C));
+    out.inv[i] = 1.0 / std::max(norm, 1e-6);
+  }
+}
+
+double cosine(const RegionRows& rr, int i, int j) {
+  return cpu_kernels().dot_f64(rr.row(i), rr.row(j), rr.C) * rr.inv[i] * rr.inv[j];
+}
+
+// Sorted local indices of the region's k destinations.
+std::vector<int32_t> select_in_region(const RegionRows& rr, int k) {
+  const int n = rr.n;
+  std::vector<float> S((size_t)n * n);
+  auto rows = [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i)
+      for (int j = 0; j <= (int)i; ++j) {
+        const float s = (float)cosine(rr, (int)i, j);
+        S[(size_t)i * n + j] = s;
+        S[(size_t)j * n + i] = s;
+      }
+  };
+  if (n >= 256) parallel_for(n, 16, rows);
+  else rows(0, n);
+  std::vector<int32_t> picked(k);
+  greedy_facility_location(S.data(), n, k, picked.data(), nullptr);
+  std::sort(picked.begin(), picked.end());
+  return picked;
+}
+
+// Weights of a region by source: for local source i, entries [ptr[i], ptr[i+1]) of (j, a).
+struct RegionWeights {
+  std::vector<int32_t> ptr, j;
+  std::vector<float> a;
+};
+
+void weigh_region(const RegionRows& rr, const int32_t* dl, int k, double tau, bool hard,
+                  RegionWeights& w) {
+  const int n = rr.n;
+  w.ptr.assign(1, 0);
+  w.j.clear();
+  w.a.clear();
+  std::vector<double> logit(k);
+  int next_dest = 0;  // dl is ascending: walk it to know whether source i is a destination
+  for (int i = 0; i < n; ++i) {
+    const bool is_dest = next_dest < k && dl[next_dest] == i;
+    if (hard) {
+      int best = 0;
+      if (is_dest) {
+        best = next_dest;  // destinations keep themselves, even when another is identical
+      } else {
+        double bs = -1e300;
+        for (int d = 0; d < k; ++d) {
+          const double s = cosine(rr, dl[d], i);
+          if (s > bs) bs = s, best = d;
+        }
+      }
+      w.j.push_back(best);
+      w.a.push_back(1.f);
+    } else {
+      double mx = -1e300;
+      for (int d = 0; d < k; ++d) {
+        logit[d] = tau * cosine(rr, dl[d], i);
+        mx = std::max(mx, logit[d]);
+      }
+      double sum = 0;
+      for (int d = 0; d < k; ++d) sum += (logit[d] = std::exp(logit[d] - mx));
+      for (int d = 0; d < k; ++d)
+        if (logit[d] >= kWeightCutoff) {
+          w.j.push_back(d);
+          w.a.push_back((float)(logit[d] / sum));
+        }
+    }
+    if (is_dest) ++next_dest;
+    w.ptr.push_back((int32_t)w.j.size());
+  }
+}
+
+void check_options(ConstTokens x, const PlanOptions& o) {
+  if (!(o.ratio >= 0 && o.ratio < 1))
+    throw range_error("options.ratio must be a finite number in [0, 1), got " + std::to_string(o.ratio));
+  if (!(o.tau > 0))
+    throw range_error("options.tau must be > 0 (Infinity for the hard plan), got " + std::to_string(o.tau));
+  if (o.prefix < 0) throw range_error("options.prefix must be >= 0, got " + std::to_string(o.prefix));
+  if (o.H < 1 || o.W < 1) throw range_error("options.grid must hold two integers >= 1");
+  const long long N = (long long)o.H * o.W;
+  if (x.T != o.prefix + N)
+    throw range_error("x.shape[1] must be prefix + H * W = " + std::to_string(o.prefix + N) +
+                      ", got " + std::to_string(x.T));
+}
+
+std::shared_ptr<Plan> start_plan(ConstTokens x, const PlanOptions& o) {
+  check_options(x, o);
+  auto plan = std::make_shared<Plan>();
+  plan->opts = o;
+  plan->B = x.B;
+  plan->P = o.prefix;
+  plan->N = o.H * o.W;
+  plan->hard = std::isinf(o.tau);
+  plan->regions = make_regions(o.H, o.W, o.region);
+  return plan;
+}
+
+// Weights of every (b, region) given plan->dest, then the CSR assembly per batch element.
+void finish_plan(ConstTokens x, Plan& plan, std::vector<RegionRows>* loaded) {
+  const Regions& R = plan.regions;
+  const int nR = R.count(), B = plan.B, K = plan.K, N = plan.N;
+  std::vector<RegionWeights> rw((size_t)B * nR);
+  parallel_for((int64_t)B * nR, 1, [&](int64_t t0, int64_t t1) {
+    RegionRows local;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int b = (int)(t / nR), r = (int)(t % nR);
+      const RegionRows* rr = nullptr;
+      if (loaded && !(*loaded)[t].X.empty()) {
+        rr = &(*loaded)[t];
+      } else {
+        load_region(x, plan.P, R, r, b, local);
+        rr = &local;
+      }
+      // Region-local destination indices: positions of the destinations in the region's list.
+      const int k = plan.k_offsets[r + 1] - plan.k_offsets[r];
+      std::vector<int32_t> dl(k);
+      const int32_t* tok = R.tokens.data() + R.offsets[r];
+      const int32_t* dg = plan.dest.data() + (size_t)b * K + plan.k_offsets[r];
+      for (int d = 0; d < k; ++d)
+        dl[d] = (int32_t)(std::lower_bound(tok, tok + rr->n, dg[d]) - tok);
+      weigh_region(*rr, dl.data(), k, plan.opts.tau, plan.hard, rw[t]);
+      if (loaded) (*loaded)[t] = RegionRows();  // free early
+    }
+  });
+  plan.weights.assign(B, PlanWeights());
+  parallel_for(B, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      PlanWeights& W = plan.weights[b];
+      W.mptr.assign(K + 1, 0);
+      W.uptr.assign(N + 1, 0);
+      std::vector<double> rowsum(K, 0.0);
+      for (int r = 0; r < nR; ++r) {
+        const RegionWeights& w = rw[(size_t)b * nR + r];
+        const int32_t* tok = R.tokens.data() + R.offsets[r];
+        for (int i = 0; i < R.size(r); ++i)
+          for (int e = w.ptr[i]; e < w.ptr[i + 1]; ++e) {
+            const int jg = plan.k_offsets[r] + w.j[e];
+            W.mptr[jg + 1]++;
+            W.uptr[tok[i] + 1]++;
+            rowsum[jg] += w.a[e];
+          }
+      }
+      for (int j = 0; j < K; ++j) W.mptr[j + 1] += W.mptr[j];
+      for (int t = 0; t < N; ++t) W.uptr[t + 1] += W.uptr[t];
+      W.midx.resize(W.mptr[K]);
+      W.mw.resize(W.mptr[K]);
+      W.uidx.resize(W.uptr[N]);
+      W.uw.resize(W.uptr[N]);
+      std::vector<int64_t> mfill(W.mptr.begin(), W.mptr.end() - 1);
+      for (int r = 0; r < nR; ++r) {
+        const RegionWeights& w = rw[(size_t)b * nR + r];
+        const int32_t* tok = R.tokens.data() + R.offsets[r];
+        for (int i = 0; i < R.size(r); ++i) {
+          int64_t u = W.uptr[tok[i]];
+          for (int e = w.ptr[i]; e < w.ptr[i + 1]; ++e) {
+            const int jg = plan.k_offsets[r] + w.j[e];
+            const int64_t m = mfill[jg]++;
+            W.midx[m] = tok[i];
+            W.mw[m] = (float)(w.a[e] / rowsum[jg]);
+            W.uidx[u] = jg;
+            W.uw[u] = w.a[e];
+            ++u;
+          }
+        }
+      }
+    }
+  });
+}
+
+void set_counts(Plan& plan, double ratio) {
+  const Regions& R = plan.regions;
+  plan.k_offsets.assign(1, 0);
+  for (int r = 0; r < R.count(); ++r)
+    plan.k_offsets.push_back(plan.k_offsets.back() + destination_count(R.size(r), ratio));
+  plan.K = plan.k_offsets.back();
+}
+
+// Selects destinations into plan.dest; keeps the loaded rows of selected elements for weighing.
+void select_into(ConstTokens x, Plan& plan, std::vector<RegionRows>* keep) {
+  const Regions& R = plan.regions;
+  const int nR = R.count(), K = plan.K;
+  const int Bsel = plan.opts.share_batch ? 1 : plan.B;
+  plan.dest.assign((size_t)plan.B * K, 0);
+  if (keep) keep->assign((size_t)plan.B * nR, RegionRows());
+  parallel_for((int64_t)Bsel * nR, 1, [&](int64_t t0, int64_t t1) {
+    RegionRows local;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int b = (int)(t / nR), r = (int)(t % nR);
+      RegionRows& rr = keep ? (*keep)[t] : local;
+      load_region(x, plan.P, R, r, b, rr);
+      const int k = plan.k_offsets[r + 1] - plan.k_offsets[r];
+      const std::vector<int32_t> dl = select_in_region(rr, k);
+      const int32_t* tok = R.tokens.data() + R.offsets[r];
+      int32_t* out = plan.dest.data() + (size_t)b * K + plan.k_offsets[r];
+      for (int d = 0; d < k; ++d) out[d] = tok[dl[d]];
+    }
+  });
+  for (int b = Bsel; b < plan.B; ++b)
+    std::copy(plan.dest.begin(), plan.dest.begin() + K, plan.dest.begin() + (size_t)b * K);
+}
+
+}  // namespace
+
+std::vector<int32_t> select_destinations_cpu(const SelectParams& p, const Regions& regions, int* K) {
+  auto plan = start_plan(p.x, p.opts);
+  set_counts(*plan, p.opts.ratio);
+  select_into(p.x, *plan, nullptr);
+  *K = plan->K;
+  return std::move(plan->dest);
+}
+
+std::shared_ptr<Plan> compute_plan_cpu(ConstTokens x, const PlanOptions& opts) {
+  auto plan = start_plan(x, opts);
+  set_counts(*plan, opts.ratio);
+  std::vector<RegionRows> keep;
+  select_into(x, *plan, &keep);
+  finish_plan(x, *plan, &keep);
+  return plan;
+}
+
+std::shared_ptr<Plan> compute_plan_with_destinations_cpu(ConstTokens x, const PlanOptions& opts,
+                                                         const int32_t* dest, int dest_rows, int K) {
+  auto plan = start_plan(x, opts);
+  set_counts(*plan, opts.ratio);
+  if (K != plan->K)
+    throw range_error("destinations must hold K = " + std::to_string(plan->K) +
+                      " tokens per row for this grid, region and ratio, got " + std::to_string(K));
+  if (dest_rows != 1 && dest_rows != plan->B)
+    throw range_error("destinations must have 1 or B = " + std::to_string(plan->B) + " rows, got " +
+                      std::to_string(dest_rows));
+  const Regions& R = plan->regions;
+  // Every row must list, per region in order, k ascending tokens of that region.
+  std::vector<int32_t> region_of(plan->N);
+  for (int r = 0; r < R.count(); ++r)
+    for (int i = R.offsets[r]; i < R.offsets[r + 1]; ++i) region_of[R.tokens[i]] = r;
+  for (int row = 0; row < dest_rows; ++row)
+    for (int r = 0; r < R.count(); ++r)
+      for (int d = plan->k_offsets[r]; d < plan->k_offsets[r + 1]; ++d) {
+        const int32_t t = dest[(size_t)row * K + d];
+        const bool ok = t >= 0 && t < plan->N && region_of[t] == r &&
+                        (d == plan->k_offsets[r] || dest[(size_t)row * K + d - 1] < t);
+        if (!ok)
+          throw range_error("destinations[" + std::to_string(row) + "][" + std::to_string(d) +
+                            "] = " + std::to_string(t) + " is not the next ascending token of region " +
+                            std::to_string(r));
+      }
+  plan->dest.resize((size_t)plan->B * K);
+  for (int b = 0; b < plan->B; ++b)
+    std::copy(dest + (size_t)(dest_rows == 1 ? 0 : b) * K, dest + (size_t)(dest_rows == 1 ? 0 : b) * K + K,
+              plan->dest.begin() + (size_t)b * K);
+  finish_plan(x, *plan, nullptr);
+  return plan;
+}
+
+}  // namespace toma

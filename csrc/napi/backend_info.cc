@@ -1,0 +1,30 @@
+#include "napi/backend_info.h"
+
+#include "core/thread_pool.h"
+#include "cpu/simd/kernels.h"
+#include "ops/device.h"
+
+namespace toma {
+
+Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const DeviceInfo& d = cuda_device_info();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("cudaCompiled", d.compiled);
+  o.Set("cudaAvailable", d.available);
+  if (d.available) {
+    o.Set("device", d.name);
+    o.Set("computeCapability", std::to_string(d.cc_major) + "." + std::to_string(d.cc_minor));
+    o.Set("deviceMemory", (double)d.memory);
+  }
+  if (!d.reason.empty()) o.Set("reason", d.reason);
+  o.Set("driverVersion", d.driver_version);
+  o.Set("runtimeVersion", d.runtime_version);
+  // Ops with CUDA kernels in this build; the others run on the CPU under any backend.
+  o.Set("cudaOps", Napi::Array::New(env));
+  o.Set("cpuIsa", cpu_kernels().isa);
+  o.Set("threads", ThreadPool::instance().size());
+  return o;
+}
+
+}  // namespace toma
