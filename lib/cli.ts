@@ -1,0 +1,54 @@
+#!/usr/bin/env node
+// The toma command line. commander parses arguments (a kept, dependency-free library).
+import { Command, InvalidArgumentError } from 'commander';
+
+import { addonPath } from './native';
+import { backend } from './backend';
+import { runInfo } from './cli/info';
+
+function positiveInt(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be an integer >= 1`);
+    return n;
+  };
+}
+
+function ratioArg(v: string): number {
+  const r = Number(v);
+  if (!Number.isFinite(r) || r < 0 || r >= 1) throw new InvalidArgumentError('ratio must be a number in [0, 1)');
+  return r;
+}
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program.name('toma').description('Token Merge with Attention for diffusion transformers');
+  program
+    .command('backend')
+    .description('print the backend toma would use, as JSON')
+    .action(() => {
+      const b = backend();
+      process.stdout.write(JSON.stringify({ ...b, addon: addonPath() }, null, 2) + '\n');
+    });
+  program
+    .command('info')
+    .description('backend, then a check and timing of mergeAttentionUnmerge against dense attention')
+    .option('--grid <n>', 'token grid side (N = n * n)', positiveInt('grid'), 64)
+    .option('--channels <n>', 'channels C', positiveInt('channels'), 640)
+    .option('--heads <n>', 'attention heads', positiveInt('heads'), 10)
+    .option('--batch <n>', 'batch size', positiveInt('batch'), 2)
+    .option('--ratio <r>', 'merge ratio in [0, 1)', ratioArg, 0.5)
+    .action(async (o) => {
+      await runInfo(o);
+    });
+  return program;
+}
+
+if (require.main === module) {
+  buildProgram()
+    .parseAsync(process.argv)
+    .catch((e: Error) => {
+      process.stderr.write(`toma: ${e.message}\n`);
+      process.exit(1);
+    });
+}

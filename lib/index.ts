@@ -1,0 +1,17 @@
+// toma: Token Merge with Attention for diffusion transformers. The public API (SPEC section 8).
+export type {
+  AttentionOptions,
+  BackendInfo,
+  BackendName,
+  BackendOption,
+  Dtype,
+  MergeAttentionOptions,
+  PlanOptions,
+  Region,
+  RegionMatrices,
+  Tensor,
+} from './types';
+export { backend, BackendUnavailableError } from './backend';
+export { Plan, selectDestinations, computePlan, merge, unmerge, attention, mergeAttentionUnmerge } from './ops';
+export { addonPath } from './native';
+export { tensor, fromFloat32, toFloat32 } from './tensor';

@@ -1,0 +1,95 @@
+// Finds and loads the compiled addon. Order: TOMA_ADDON (a path to a .node file), the prebuilt
+// binary in prebuilds/<platform>-<arch>/, then a local build in build/Release or build/Debug.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import type { RegionMatrices, Region, Tensor } from './types';
+
+export interface NativeBackendInfo {
+  cudaCompiled: boolean;
+  cudaAvailable: boolean;
+  device?: string;
+  computeCapability?: string;
+  deviceMemory?: number;
+  reason?: string;
+  driverVersion: number;
+  runtimeVersion: number;
+  cudaOps: string[];
+  cpuIsa: string;
+  threads: number;
+}
+
+export interface NativePlan {
+  readonly K: number;
+  readonly B: number;
+  readonly N: number;
+  readonly prefix: number;
+  readonly grid: [number, number];
+  readonly ratio: number;
+  readonly tau: number;
+  readonly hard: boolean;
+  readonly region: Region;
+  readonly shareBatch: boolean;
+  readonly bytes: number;
+  readonly destinations: Int32Array;
+  matrices(b?: number): RegionMatrices[];
+}
+
+export interface NativeAddon {
+  Plan: { prototype: NativePlan; new (handle: never): NativePlan };
+  backendInfo(): NativeBackendInfo;
+  selectDestinations(x: Tensor, o: unknown): Promise<Int32Array>;
+  computePlan(x: Tensor, o: unknown): Promise<NativePlan>;
+  merge(x: Tensor, plan: NativePlan, o?: unknown): Promise<Tensor>;
+  unmerge(y: Tensor, plan: NativePlan, o?: unknown): Promise<Tensor>;
+  attention(q: Tensor, k: Tensor, v: Tensor, o: unknown): Promise<Tensor>;
+  mergeAttentionUnmerge(q: Tensor, k: Tensor, v: Tensor, plan: NativePlan, o: unknown): Promise<Tensor>;
+}
+
+/** The package root: dist/ (compiled) and lib/ (ts sources under tsx/jest) both sit one below. */
+export const packageRoot = path.join(__dirname, '..');
+
+export function addonCandidates(): string[] {
+  const list: string[] = [];
+  const override = process.env.TOMA_ADDON;
+  if (override) list.push(path.resolve(override));
+  list.push(path.join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, 'toma.node'));
+  list.push(path.join(packageRoot, 'build', 'Release', 'toma.node'));
+  list.push(path.join(packageRoot, 'build', 'Debug', 'toma.node'));
+  return list;
+}
+
+let loaded: { addon: NativeAddon; path: string } | undefined;
+
+export function loadAddon(): NativeAddon {
+  if (loaded) return loaded.addon;
+  const tried: string[] = [];
+  const explicit = process.env.TOMA_ADDON;
+  for (const file of addonCandidates()) {
+    if (!fs.existsSync(file)) {
+      if (explicit && file === path.resolve(explicit)) throw new Error(`TOMA_ADDON=${explicit}: no such file`);
+      tried.push(`${file} (not found)`);
+      continue;
+    }
+    try {
+      const addon = require(file) as NativeAddon;
+      loaded = { addon, path: file };
+      return addon;
+    } catch (e) {
+      tried.push(`${file} (${(e as Error).message.split('\n')[0]})`);
+    }
+  }
+  throw new Error(
+    `toma: could not load its native addon for ${process.platform}-${process.arch}, Node ${process.version}.\n` +
+      `Tried:\n  ${tried.join('\n  ')}\n` +
+      'Possible solutions:\n' +
+      '  - reinstall toma so its prebuilt binary is unpacked: npm install toma\n' +
+      '  - build it from source in the package folder: npx cmake-js build (or npx node-gyp rebuild, CPU only)\n' +
+      '  - point TOMA_ADDON at a toma.node you built',
+  );
+}
+
+/** Which file was loaded (for diagnostics); undefined before the first load. */
+export function addonPath(): string | undefined {
+  return loaded?.path;
+}

@@ -1,0 +1,68 @@
+// The public types of SPEC section 8.
+
+export type Dtype = 'float32' | 'float16' | 'bfloat16';
+
+/** A row-major [B, T, C] tensor. Half types travel as Uint16Array bit patterns. */
+export interface Tensor {
+  data: Float32Array | Uint16Array;
+  shape: number[];
+  dtype: Dtype;
+}
+
+export type Region =
+  | { kind: 'tile'; th: number; tw: number }
+  | { kind: 'stripe'; rows: number }
+  | { kind: 'global' };
+
+export type BackendName = 'cpu' | 'cuda';
+
+export interface BackendOption {
+  /** Force a backend for this call; default: toma.backend().name. */
+  backend?: BackendName;
+}
+
+export interface PlanOptions extends BackendOption {
+  /** [H, W]: the image tokens form an H x W grid, N = H * W. */
+  grid: [number, number];
+  /** Fraction of image tokens removed, in [0, 1). Never clamped. */
+  ratio: number;
+  /** Default { kind: 'tile', th: 4, tw: 4 }. */
+  region?: Region;
+  /** Softmax temperature of the merge weights; default 1000; Infinity = hard plan. */
+  tau?: number;
+  /** Tokens in front of the image tokens that are never merged (Flux text); default 0. */
+  prefix?: number;
+  /** Select on batch element 0 and use its destinations for all; default false. */
+  shareBatch?: boolean;
+  /**
+   * Keep these destinations ([K] shared, or [B, K] flat, as plan.destinations) and only
+   * recompute the weights: the scheduler's weight-only refresh.
+   */
+  destinations?: Int32Array;
+}
+
+export interface AttentionOptions extends BackendOption {
+  heads: number;
+  /** Default 1 / sqrt(C / heads). */
+  scale?: number;
+}
+
+export interface MergeAttentionOptions extends AttentionOptions {
+  /** false: ToDo-style, merge only k and v, keep every query, no unmerge. Default true. */
+  mergeQueries?: boolean;
+}
+
+export interface BackendInfo {
+  name: BackendName;
+  device?: string;
+  cudaCompiled: boolean;
+  reason?: string;
+}
+
+/** One region of a plan, dense, for inspection and tests. M is [k, n], U is [n, k], row-major. */
+export interface RegionMatrices {
+  tokens: Int32Array;
+  destinations: Int32Array;
+  M: Float32Array;
+  U: Float32Array;
+}
