@@ -1,5 +1,6 @@
 // Finds and loads the compiled addon. Order: TOMA_ADDON (a path to a .node file), the prebuilt
-// binary in prebuilds/<platform>-<arch>/, then a local build in build/Release or build/Debug.
+// binary in prebuilds/<platform>-<arch>/, a local build in build/Release or build/Debug, and last
+// whatever node-gyp-build resolves (it also looks beside process.execPath, for bundled apps).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -74,10 +75,20 @@ export function loadAddon(): NativeAddon {
     try {
       const addon = require(file) as NativeAddon;
       loaded = { addon, path: file };
+      warnIfStale(file);
       return addon;
     } catch (e) {
       tried.push(`${file} (${(e as Error).message.split('\n')[0]})`);
     }
+  }
+  try {
+    const nodeGypBuild = require('node-gyp-build') as { path(dir: string): string };
+    const file = nodeGypBuild.path(packageRoot);
+    const addon = require(file) as NativeAddon;
+    loaded = { addon, path: file };
+    return addon;
+  } catch (e) {
+    tried.push(`node-gyp-build: ${(e as Error).message.split('\n')[0]}`);
   }
   throw new Error(
     `toma: could not load its native addon for ${process.platform}-${process.arch}, Node ${process.version}.\n` +
@@ -87,6 +98,21 @@ export function loadAddon(): NativeAddon {
       '  - build it from source in the package folder: npx cmake-js build (or npx node-gyp rebuild, CPU only)\n' +
       '  - point TOMA_ADDON at a toma.node you built',
   );
+}
+
+// The order above is fixed; a developer who rebuilt build/ after `npm run prebuilds` is told
+// that the older prebuilt binary is the one in use.
+function warnIfStale(file: string): void {
+  if (!file.includes(`${path.sep}prebuilds${path.sep}`)) return;
+  const local = path.join(packageRoot, 'build', 'Release', 'toma.node');
+  try {
+    if (fs.statSync(local).mtimeMs > fs.statSync(file).mtimeMs)
+      process.emitWarning(`loading ${file} although ${local} is newer; delete prebuilds/ or set TOMA_ADDON`, {
+        code: 'TOMA_STALE_PREBUILD',
+      });
+  } catch {
+    // no local build: nothing to compare
+  }
 }
 
 /** Which file was loaded (for diagnostics); undefined before the first load. */
