@@ -38,6 +38,7 @@
       "sources": [
         "csrc/core/dtype.cc",
         "csrc/core/thread_pool.cc",
+        "csrc/cpu/assignment_plan.cc",
         "csrc/cpu/attention.cc",
         "csrc/cpu/greedy.cc",
         "csrc/cpu/merge.cc",
@@ -45,6 +46,8 @@
         "csrc/cpu/plan.cc",
         "csrc/cpu/regions.cc",
         "csrc/cpu/rows.cc",
+        "csrc/cpu/similarity.cc",
+        "csrc/cpu/tomesd_plan.cc",
         "csrc/cpu/unmerge.cc",
         "csrc/cpu/simd/dispatch.cc",
         "csrc/cpu/simd/kernels_scalar.cc",
@@ -52,6 +55,7 @@
         "csrc/napi/addon.cc",
         "csrc/napi/args.cc",
         "csrc/napi/backend_info.cc",
+        "csrc/napi/baseline_ops.cc",
         "csrc/napi/ops.cc",
         "csrc/napi/plan_object.cc"
       ]

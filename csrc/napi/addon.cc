@@ -2,6 +2,7 @@
 #include "napi/addon.h"
 
 #include "napi/backend_info.h"
+#include "napi/baseline_ops.h"
 #include "napi/ops.h"
 #include "napi/plan_object.h"
 
@@ -15,6 +16,8 @@ TomaAddon::TomaAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("merge", Napi::Function::New(env, Merge, "merge"));
   exports.Set("unmerge", Napi::Function::New(env, Unmerge, "unmerge"));
   exports.Set("attention", Napi::Function::New(env, Attention, "attention"));
+  exports.Set("assignmentPlan", Napi::Function::New(env, AssignmentPlan, "assignmentPlan"));
+  exports.Set("tomesdPlan", Napi::Function::New(env, TomesdPlan, "tomesdPlan"));
   exports.Set("mergeAttentionUnmerge", Napi::Function::New(env, MergeAttentionUnmerge, "mergeAttentionUnmerge"));
 }
 

@@ -1,6 +1,7 @@
 #include "napi/args.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 
 namespace toma {
@@ -34,7 +35,10 @@ std::string describe(Napi::Value v) {
       if (std::isnan(d)) return "NaN";
       if (std::isinf(d)) return d > 0 ? "Infinity" : "-Infinity";
       char buf[32];
-      snprintf(buf, sizeof buf, "%.17g", d);
+      for (int prec = 1; prec <= 17; ++prec) {  // shortest text that reads back as the same double
+        snprintf(buf, sizeof buf, "%.*g", prec, d);
+        if (std::strtod(buf, nullptr) == d) break;
+      }
       return buf;
     }
     case napi_string: {
