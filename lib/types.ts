@@ -24,8 +24,14 @@ export interface BackendOption {
 export interface PlanOptions extends BackendOption {
   /** [H, W]: the image tokens form an H x W grid, N = H * W. */
   grid: [number, number];
-  /** Fraction of image tokens removed, in [0, 1). Never clamped. */
+  /** Fraction of image tokens removed, in [0, 1). Never clamped. Unused with `similarity`. */
   ratio: number;
+  /**
+   * Adaptive mode: per region, keep the fewest destinations whose facility-location coverage
+   * f(S) / f(V) reaches this value in (0, 1] (flat regions merge more, detailed ones less).
+   * The count per region is the same for every batch element (the largest any one needs).
+   */
+  similarity?: number;
   /** Default { kind: 'tile', th: 4, tw: 4 }. */
   region?: Region;
   /** Softmax temperature of the merge weights; default 1000; Infinity = hard plan. */

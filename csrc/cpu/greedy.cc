@@ -21,7 +21,7 @@ double gain_of(const float* S, int n, int c, const double* m) {
 
 }  // namespace
 
-void greedy_facility_location(const float* S, int n, int k, int32_t* picked, double* gains) {
+int greedy_facility_location(const float* S, int n, int k, int32_t* picked, double* gains, double stop_at) {
   std::vector<double> m(n);
   std::vector<char> taken(n, 0);
   // First pick: the token with the largest total similarity (SPEC section 4).
@@ -37,9 +37,11 @@ void greedy_facility_location(const float* S, int n, int k, int32_t* picked, dou
   taken[j0] = 1;
   if (gains) gains[0] = best;
   for (int i = 0; i < n; ++i) m[i] = S[(size_t)j0 * n + i];
-  if (k <= 1) return;
+  double f = best;
+  if (k <= 1 || f >= stop_at) return 1;
 
   auto take = [&](int c, double g, int t) {
+    f += g;
     picked[t] = c;
     taken[c] = 1;
     if (gains) gains[t] = g;
@@ -57,8 +59,9 @@ void greedy_facility_location(const float* S, int n, int k, int32_t* picked, dou
         if (g > g_best) g_best = g, c_best = c;  // strict: ties keep the lowest index
       }
       take(c_best, g_best, t);
+      if (f >= stop_at) return t + 1;
     }
-    return;
+    return k;
   }
 
   // Lazy greedy: gains only shrink as m grows, so a stale gain is an upper bound. A candidate
@@ -85,7 +88,9 @@ void greedy_facility_location(const float* S, int n, int k, int32_t* picked, dou
       }
       heap.push({g, top.idx});
     }
+    if (f >= stop_at) return t + 1;
   }
+  return k;
 }
 
 }  // namespace toma

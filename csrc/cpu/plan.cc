@@ -31,6 +31,9 @@ struct RegionRows {
   int n = 0, C = 0;
   std::vector<float> X;
   std::vector<double> inv;
+  // Cosine similarities in float64 when selection computed them (small regions), so the weights
+  // reuse them instead of computing the dot products again.
+  std::vector<double> S;
   const float* row(int i) const { return X.data() + (size_t)i * C; }
 };
 
@@ -56,22 +59,37 @@ double cosine(const RegionRows& rr, int i, int j) {
   return cpu_kernels().dot_f64(rr.row(i), rr.row(j), rr.C) * rr.inv[i] * rr.inv[j];
 }
 
-// Sorted local indices of the region's k destinations.
-std::vector<int32_t> select_in_region(const RegionRows& rr, int k) {
+constexpr int kKeepSimilarityUpTo = 1024;  // 8 MB of float64 similarities per region at most
+
+// Sorted local indices of the region's destinations: k of them, or with coverage > 0 the fewest
+// (at most k) whose facility-location coverage f(S) / f(V) reaches it.
+std::vector<int32_t> select_in_region(RegionRows& rr, int k, double coverage) {
   const int n = rr.n;
+  const bool keep = n <= kKeepSimilarityUpTo;
   std::vector<float> S((size_t)n * n);
+  if (keep) rr.S.assign((size_t)n * n, 0.0);
   auto rows = [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i)
       for (int j = 0; j <= (int)i; ++j) {
-        const float s = (float)cosine(rr, (int)i, j);
-        S[(size_t)i * n + j] = s;
-        S[(size_t)j * n + i] = s;
+        const double c = cosine(rr, (int)i, j);
+        S[(size_t)i * n + j] = S[(size_t)j * n + i] = (float)c;
+        if (keep) rr.S[(size_t)i * n + j] = rr.S[(size_t)j * n + i] = c;
       }
   };
   if (n >= 256) parallel_for(n, 16, rows);
   else rows(0, n);
+  double stop_at = INFINITY;
+  if (coverage > 0) {
+    double fV = 0;  // f(V) = sum_i max_j s_ij
+    for (int i = 0; i < n; ++i) {
+      float m = S[(size_t)i * n];
+      for (int j = 1; j < n; ++j) m = std::max(m, S[(size_t)i * n + j]);
+      fV += m;
+    }
+    stop_at = coverage * fV - 1e-9 * std::abs(fV);
+  }
   std::vector<int32_t> picked(k);
-  greedy_facility_location(S.data(), n, k, picked.data(), nullptr);
+  picked.resize(greedy_facility_location(S.data(), n, k, picked.data(), nullptr, stop_at));
   std::sort(picked.begin(), picked.end());
   return picked;
 }
@@ -81,6 +99,10 @@ struct RegionWeights {
   std::vector<int32_t> ptr, j;
   std::vector<float> a;
 };
+
+double similarity(const RegionRows& rr, int i, int j) {
+  return rr.S.empty() ? cosine(rr, i, j) : rr.S[(size_t)i * rr.n + j];
+}
 
 void weigh_region(const RegionRows& rr, const int32_t* dl, int k, double tau, bool hard,
                   RegionWeights& w) {
@@ -99,7 +121,7 @@ void weigh_region(const RegionRows& rr, const int32_t* dl, int k, double tau, bo
       } else {
         double bs = -1e300;
         for (int d = 0; d < k; ++d) {
-          const double s = cosine(rr, dl[d], i);
+          const double s = similarity(rr, dl[d], i);
           if (s > bs) bs = s, best = d;
         }
       }
@@ -108,7 +130,7 @@ void weigh_region(const RegionRows& rr, const int32_t* dl, int k, double tau, bo
     } else {
       double mx = -1e300;
       for (int d = 0; d < k; ++d) {
-        logit[d] = tau * cosine(rr, dl[d], i);
+        logit[d] = tau * similarity(rr, dl[d], i);
         mx = std::max(mx, logit[d]);
       }
       double sum = 0;
@@ -125,6 +147,8 @@ void weigh_region(const RegionRows& rr, const int32_t* dl, int k, double tau, bo
 }
 
 void check_options(ConstTokens x, const PlanOptions& o) {
+  if (!(o.similarity >= 0 && o.similarity <= 1))
+    throw range_error("options.similarity must be in (0, 1], got " + std::to_string(o.similarity));
   if (!(o.ratio >= 0 && o.ratio < 1))
     throw range_error("options.ratio must be a finite number in [0, 1), got " + std::to_string(o.ratio));
   if (!(o.tau > 0))
@@ -172,7 +196,9 @@ void finish_plan(ConstTokens x, Plan& plan, std::vector<RegionRows>* loaded) {
       const int32_t* dg = plan.dest.data() + (size_t)b * K + plan.k_offsets[r];
       for (int d = 0; d < k; ++d)
         dl[d] = (int32_t)(std::lower_bound(tok, tok + rr->n, dg[d]) - tok);
-      weigh_region(*rr, dl.data(), k, plan.opts.tau, plan.hard, rw[t]);
+      // SPEC 3: ratio 0 keeps every token and the plan is the identity, whatever tau. Every
+      // token is then a destination, and the hard rule assigns each destination to itself.
+      weigh_region(*rr, dl.data(), k, plan.opts.tau, plan.hard || plan.opts.ratio == 0, rw[t]);
       if (loaded) (*loaded)[t] = RegionRows();  // free early
     }
   });
@@ -221,34 +247,59 @@ void finish_plan(ConstTokens x, Plan& plan, std::vector<RegionRows>* loaded) {
   });
 }
 
-void set_counts(Plan& plan, double ratio) {
-  const Regions& R = plan.regions;
+void set_counts(Plan& plan, const std::vector<int>& k) {
   plan.k_offsets.assign(1, 0);
-  for (int r = 0; r < R.count(); ++r)
-    plan.k_offsets.push_back(plan.k_offsets.back() + destination_count(R.size(r), ratio));
+  for (int kr : k) plan.k_offsets.push_back(plan.k_offsets.back() + kr);
   plan.K = plan.k_offsets.back();
 }
 
-// Selects destinations into plan.dest; keeps the loaded rows of selected elements for weighing.
+std::vector<int> fixed_counts(const Regions& R, double ratio) {
+  std::vector<int> k(R.count());
+  for (int r = 0; r < R.count(); ++r) k[r] = destination_count(R.size(r), ratio);
+  return k;
+}
+
+// Selects destinations into plan.dest (and sets K); keeps the loaded rows for weighing.
 void select_into(ConstTokens x, Plan& plan, std::vector<RegionRows>* keep) {
   const Regions& R = plan.regions;
-  const int nR = R.count(), K = plan.K;
+  const int nR = R.count();
   const int Bsel = plan.opts.share_batch ? 1 : plan.B;
-  plan.dest.assign((size_t)plan.B * K, 0);
+  const double coverage = plan.opts.similarity;
+  std::vector<int> kr = coverage > 0 ? std::vector<int>() : fixed_counts(R, plan.opts.ratio);
+  std::vector<std::vector<int32_t>> picks((size_t)Bsel * nR);
   if (keep) keep->assign((size_t)plan.B * nR, RegionRows());
-  parallel_for((int64_t)Bsel * nR, 1, [&](int64_t t0, int64_t t1) {
+  auto select = [&](int64_t t, int k, double cov) {
+    const int b = (int)(t / nR), r = (int)(t % nR);
     RegionRows local;
+    RegionRows& rr = keep ? (*keep)[t] : local;
+    if (rr.X.empty()) load_region(x, plan.P, R, r, b, rr);
+    picks[t] = select_in_region(rr, k, cov);
+  };
+  parallel_for((int64_t)Bsel * nR, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      const int b = (int)(t / nR), r = (int)(t % nR);
-      RegionRows& rr = keep ? (*keep)[t] : local;
-      load_region(x, plan.P, R, r, b, rr);
-      const int k = plan.k_offsets[r + 1] - plan.k_offsets[r];
-      const std::vector<int32_t> dl = select_in_region(rr, k);
-      const int32_t* tok = R.tokens.data() + R.offsets[r];
-      int32_t* out = plan.dest.data() + (size_t)b * K + plan.k_offsets[r];
-      for (int d = 0; d < k; ++d) out[d] = tok[dl[d]];
+      const int r = (int)(t % nR);
+      select(t, coverage > 0 ? R.size(r) : kr[r], coverage);
     }
   });
+  if (coverage > 0) {
+    // One count per region for the whole batch: the largest any element needed. Greedy picks are
+    // a sequence, so an element that stopped earlier continues its own sequence to that count.
+    kr.assign(nR, 1);
+    for (int64_t t = 0; t < (int64_t)Bsel * nR; ++t) kr[t % nR] = std::max(kr[t % nR], (int)picks[t].size());
+    parallel_for((int64_t)Bsel * nR, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t)
+        if ((int)picks[t].size() < kr[t % nR]) select(t, kr[t % nR], 0);
+    });
+  }
+  set_counts(plan, kr);
+  const int K = plan.K;
+  plan.dest.assign((size_t)plan.B * K, 0);
+  for (int64_t t = 0; t < (int64_t)Bsel * nR; ++t) {
+    const int b = (int)(t / nR), r = (int)(t % nR);
+    const int32_t* tok = R.tokens.data() + R.offsets[r];
+    int32_t* out = plan.dest.data() + (size_t)b * K + plan.k_offsets[r];
+    for (size_t d = 0; d < picks[t].size(); ++d) out[d] = tok[picks[t][d]];
+  }
   for (int b = Bsel; b < plan.B; ++b)
     std::copy(plan.dest.begin(), plan.dest.begin() + K, plan.dest.begin() + (size_t)b * K);
 }
@@ -257,7 +308,6 @@ void select_into(ConstTokens x, Plan& plan, std::vector<RegionRows>* keep) {
 
 std::vector<int32_t> select_destinations_cpu(const SelectParams& p, const Regions& regions, int* K) {
   auto plan = start_plan(p.x, p.opts);
-  set_counts(*plan, p.opts.ratio);
   select_into(p.x, *plan, nullptr);
   *K = plan->K;
   return std::move(plan->dest);
@@ -265,7 +315,6 @@ std::vector<int32_t> select_destinations_cpu(const SelectParams& p, const Region
 
 std::shared_ptr<Plan> compute_plan_cpu(ConstTokens x, const PlanOptions& opts) {
   auto plan = start_plan(x, opts);
-  set_counts(*plan, opts.ratio);
   std::vector<RegionRows> keep;
   select_into(x, *plan, &keep);
   finish_plan(x, *plan, &keep);
@@ -275,7 +324,8 @@ std::shared_ptr<Plan> compute_plan_cpu(ConstTokens x, const PlanOptions& opts) {
 std::shared_ptr<Plan> compute_plan_with_destinations_cpu(ConstTokens x, const PlanOptions& opts,
                                                          const int32_t* dest, int dest_rows, int K) {
   auto plan = start_plan(x, opts);
-  set_counts(*plan, opts.ratio);
+  if (opts.similarity > 0) throw range_error("options.destinations cannot be combined with options.similarity");
+  set_counts(*plan, fixed_counts(plan->regions, opts.ratio));
   if (K != plan->K)
     throw range_error("destinations must hold K = " + std::to_string(plan->K) +
                       " tokens per row for this grid, region and ratio, got " + std::to_string(K));

@@ -172,7 +172,13 @@ PlanOptions parse_plan_options(Napi::Env env, Napi::Value v, const std::string& 
   }
   p.H = hw[0];
   p.W = hw[1];
-  p.ratio = number_option(env, o, name, "ratio", 0, true);
+  Napi::Value sim = o.Get("similarity");
+  if (!sim.IsUndefined()) {
+    p.similarity = number_option(env, o, name, "similarity", 0, true);
+    if (!(p.similarity > 0 && p.similarity <= 1))
+      throw_range(env, name + ".similarity must be a number in (0, 1], got " + describe(sim));
+  }
+  p.ratio = number_option(env, o, name, "ratio", 0, sim.IsUndefined());
   if (!(p.ratio >= 0 && p.ratio < 1))
     throw_range(env, name + ".ratio must be a finite number in [0, 1), got " + describe(o.Get("ratio")) +
                          " (it is never clamped)");

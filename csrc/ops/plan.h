@@ -17,6 +17,9 @@ struct PlanOptions {
   double tau = 1000.0;  // +infinity selects the hard plan
   int prefix = 0;
   bool share_batch = false;
+  // Adaptive mode when > 0: per region, the fewest destinations whose facility-location coverage
+  // f(S) / f(V) reaches this value (the same count for every batch element); ratio is unused.
+  double similarity = 0;
 };
 
 // Weights of one batch element. Merge rows are destinations j in [0, K): merged token j is
