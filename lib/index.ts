@@ -12,6 +12,19 @@ export type {
   Tensor,
 } from './types';
 export { backend, BackendUnavailableError } from './backend';
-export { Plan, selectDestinations, computePlan, merge, unmerge, attention, mergeAttentionUnmerge } from './ops';
+export {
+  Plan,
+  selectDestinations,
+  computePlan,
+  merge,
+  unmerge,
+  attention,
+  mergeAttentionUnmerge,
+  assignmentPlan,
+  tomesdPlan,
+} from './ops';
+export type { AssignmentPlanOptions, TomesdPlanOptions } from './ops';
+export { createProcessor } from './processor/processor';
+export type { Processor, ProcessorOptions, ProcessorStats, ProcessorCall } from './processor/processor';
 export { addonPath } from './native';
 export { tensor, fromFloat32, toFloat32 } from './tensor';

@@ -45,6 +45,8 @@ export interface NativeAddon {
   unmerge(y: Tensor, plan: NativePlan, o?: unknown): Promise<Tensor>;
   attention(q: Tensor, k: Tensor, v: Tensor, o: unknown): Promise<Tensor>;
   mergeAttentionUnmerge(q: Tensor, k: Tensor, v: Tensor, plan: NativePlan, o: unknown): Promise<Tensor>;
+  assignmentPlan(assignment: Int32Array, o: unknown): Promise<NativePlan>;
+  tomesdPlan(x: Tensor, o: unknown): Promise<NativePlan>;
 }
 
 /** The package root: dist/ (compiled) and lib/ (ts sources under tsx/jest) both sit one below. */

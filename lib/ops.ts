@@ -45,3 +45,38 @@ export async function mergeAttentionUnmerge(
 ): Promise<Tensor> {
   return loadAddon().mergeAttentionUnmerge(q, k, v, plan, withBackend('mergeAttentionUnmerge', o));
 }
+
+export interface AssignmentPlanOptions {
+  grid: [number, number];
+  /** Merged tokens per batch element; every index in [0, K) must receive a token. */
+  K: number;
+  prefix?: number;
+  /** [B, K] flat: the token whose position each merged index takes (default: its first token). */
+  representatives?: Int32Array;
+}
+
+/**
+ * A hard plan from an explicit assignment ([B, N] flat, token -> merged index): merge takes the
+ * mean of the tokens sent to an index, unmerge copies it back. Used by the ToDo baseline.
+ */
+export async function assignmentPlan(assignment: Int32Array, o: AssignmentPlanOptions): Promise<Plan> {
+  return loadAddon().assignmentPlan(assignment, o);
+}
+
+export interface TomesdPlanOptions {
+  grid: [number, number];
+  /** floor(ratio * N) tokens merged; more than the grid's sources is a RangeError (never capped). */
+  ratio: number;
+  prefix?: number;
+  /** Cell size, default 2 x 2: one destination per cell. */
+  sx?: number;
+  sy?: number;
+  /** Random destination inside each cell (from `seed`), else the top-left token. Default true. */
+  random?: boolean;
+  seed?: number;
+}
+
+/** ToMeSD's bipartite plan on toma's merge/unmerge ops (the baseline of the processor). */
+export async function tomesdPlan(x: Tensor, o: TomesdPlanOptions): Promise<Plan> {
+  return loadAddon().tomesdPlan(x, o);
+}

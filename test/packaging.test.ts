@@ -73,7 +73,7 @@ describe('npm pack + offline install', () => {
     const app = path.join(work, 'app');
     fs.mkdirSync(app);
     fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }));
-    const env = { ...process.env, PATH: `${stubs}:${process.env.PATH}`, CC: 'false', CXX: 'false' };
+    const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${stubs}:${process.env.PATH}`, CC: 'false', CXX: 'false' };
     delete env.TOMA_ADDON;
     const log = sh('npm', ['install', '--offline', '--no-audit', '--no-fund', '--foreground-scripts', path.join(work, tgz!)], {
       cwd: app,

@@ -321,33 +321,57 @@ std::shared_ptr<Plan> compute_plan_cpu(ConstTokens x, const PlanOptions& opts) {
   return plan;
 }
 
+bool check_destinations(const Regions& R, const int32_t* dest, int rows, int K, std::vector<int>* counts,
+                        std::string* why) {
+  const int N = (int)R.tokens.size();
+  std::vector<int32_t> region_of(N);
+  for (int r = 0; r < R.count(); ++r)
+    for (int i = R.offsets[r]; i < R.offsets[r + 1]; ++i) region_of[R.tokens[i]] = r;
+  std::vector<int> first(R.count(), 0);
+  for (int row = 0; row < rows; ++row) {
+    // A row lists, region by region in order, at least one ascending token of each region.
+    std::vector<int> c(R.count(), 0);
+    int prev_region = -1;
+    for (int d = 0; d < K; ++d) {
+      const int32_t t = dest[(size_t)row * K + d];
+      const int32_t prev = d ? dest[(size_t)row * K + d - 1] : -1;
+      const int rg = t >= 0 && t < N ? region_of[t] : -1;
+      const bool ok = rg >= 0 && rg >= prev_region && (rg > prev_region || t > prev);
+      if (!ok) {
+        *why = "destinations[" + std::to_string(row) + "][" + std::to_string(d) + "] = " + std::to_string(t) +
+               " is not an image token after the previous one in region order (tokens ascending inside each region)";
+        return false;
+      }
+      prev_region = rg;
+      c[rg]++;
+    }
+    for (int r = 0; r < R.count(); ++r)
+      if (c[r] == 0) {
+        *why = "destinations row " + std::to_string(row) + " has no token of region " + std::to_string(r) +
+               " (every region keeps at least one)";
+        return false;
+      }
+    if (row == 0) *counts = c;
+    else if (c != *counts) {
+      *why = "destinations row " + std::to_string(row) + " keeps a different number of tokens per region than row 0";
+      return false;
+    }
+  }
+  return true;
+}
+
 std::shared_ptr<Plan> compute_plan_with_destinations_cpu(ConstTokens x, const PlanOptions& opts,
                                                          const int32_t* dest, int dest_rows, int K) {
   auto plan = start_plan(x, opts);
-  if (opts.similarity > 0) throw range_error("options.destinations cannot be combined with options.similarity");
-  set_counts(*plan, fixed_counts(plan->regions, opts.ratio));
-  if (K != plan->K)
-    throw range_error("destinations must hold K = " + std::to_string(plan->K) +
-                      " tokens per row for this grid, region and ratio, got " + std::to_string(K));
   if (dest_rows != 1 && dest_rows != plan->B)
     throw range_error("destinations must have 1 or B = " + std::to_string(plan->B) + " rows, got " +
                       std::to_string(dest_rows));
-  const Regions& R = plan->regions;
-  // Every row must list, per region in order, k ascending tokens of that region.
-  std::vector<int32_t> region_of(plan->N);
-  for (int r = 0; r < R.count(); ++r)
-    for (int i = R.offsets[r]; i < R.offsets[r + 1]; ++i) region_of[R.tokens[i]] = r;
-  for (int row = 0; row < dest_rows; ++row)
-    for (int r = 0; r < R.count(); ++r)
-      for (int d = plan->k_offsets[r]; d < plan->k_offsets[r + 1]; ++d) {
-        const int32_t t = dest[(size_t)row * K + d];
-        const bool ok = t >= 0 && t < plan->N && region_of[t] == r &&
-                        (d == plan->k_offsets[r] || dest[(size_t)row * K + d - 1] < t);
-        if (!ok)
-          throw range_error("destinations[" + std::to_string(row) + "][" + std::to_string(d) +
-                            "] = " + std::to_string(t) + " is not the next ascending token of region " +
-                            std::to_string(r));
-      }
+  // The counts per region come from the destinations themselves, so plans of the adaptive mode
+  // can be re-weighed too.
+  std::vector<int> counts;
+  std::string why;
+  if (!check_destinations(plan->regions, dest, dest_rows, K, &counts, &why)) throw range_error(why);
+  set_counts(*plan, counts);
   plan->dest.resize((size_t)plan->B * K);
   for (int b = 0; b < plan->B; ++b)
     std::copy(dest + (size_t)(dest_rows == 1 ? 0 : b) * K, dest + (size_t)(dest_rows == 1 ? 0 : b) * K + K,

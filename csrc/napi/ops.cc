@@ -142,13 +142,21 @@ Napi::Value ComputePlan(const Napi::CallbackInfo& info) {
     Napi::Int32Array da = dv.As<Napi::Int32Array>();
     if (da.ArrayBuffer().IsDetached()) throw_type(env, "options.destinations is backed by a detached ArrayBuffer");
     const Regions R = make_regions(o.H, o.W, o.region);
-    int K = 0;
-    for (int r = 0; r < R.count(); ++r) K += destination_count(R.size(r), o.ratio);
-    if (da.ElementLength() != (size_t)K && da.ElementLength() != (size_t)K * x.shape[0])
-      throw_range(env, "options.destinations has " + std::to_string(da.ElementLength()) + " entries; expected K = " +
-                           std::to_string(K) + " or B * K = " + std::to_string(K * x.shape[0]));
-    dest->assign(da.Data(), da.Data() + da.ElementLength());
-    dest_rows = (int)(da.ElementLength() / K);
+    const size_t L = da.ElementLength();
+    const int B = (int)x.shape[0];
+    // [B, K] when that reads as B valid rows, else one row [K] shared by the batch.
+    std::vector<int> counts;
+    std::string why;
+    if (L > 0 && L % B == 0 && L / B <= (size_t)o.H * o.W &&
+        check_destinations(R, da.Data(), B, (int)(L / B), &counts, &why)) {
+      dest_rows = B;
+    } else if (L > 0 && L <= (size_t)o.H * o.W && check_destinations(R, da.Data(), 1, (int)L, &counts, &why)) {
+      dest_rows = 1;
+    } else {
+      throw_range(env, "options.destinations does not fit the grid and region: " +
+                           (why.empty() ? "expected [K] or [B, K] image-token indices" : why));
+    }
+    dest->assign(da.Data(), da.Data() + L);
   }
   auto plan = std::make_shared<std::shared_ptr<Plan>>();
   return OpWorker::Queue(

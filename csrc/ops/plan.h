@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "ops/regions.h"
@@ -54,8 +55,14 @@ constexpr double kWeightCutoff = 1e-12;
 std::shared_ptr<Plan> compute_plan_cpu(ConstTokens x, const PlanOptions& opts);
 
 // Keeps the given destinations ([B, K], or [1, K] shared by every element) and computes the
-// weights on x: the scheduler's weight-only recompute. Throws ArgError when they do not fit.
+// weights on x: the scheduler's weight-only recompute. The count per region is read from the
+// destinations (so ratio and similarity are not used). Throws ArgError when they do not fit.
 std::shared_ptr<Plan> compute_plan_with_destinations_cpu(ConstTokens x, const PlanOptions& opts,
                                                          const int32_t* dest, int dest_rows, int K);
+
+// Whether dest ([rows, K]) lists, per row and region by region, at least one ascending token of
+// each region, with the same count per region in every row; fills *counts or *why.
+bool check_destinations(const Regions& R, const int32_t* dest, int rows, int K, std::vector<int>* counts,
+                        std::string* why);
 
 }  // namespace toma
