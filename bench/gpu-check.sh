@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The GPU check, for a machine with an NVIDIA GPU, a CUDA 13 driver, cmake, nvcc and PyTorch, but
+# no Node and no network (the project's lent H100/H200). In under 8 minutes it:
+#   1. records the card, driver and toolkit;
+#   2. builds the C++ test executable with the CUDA kernels for this card (no Node needed);
+#   3. runs every C++ test: each CUDA op against the CPU path on fresh random data, small and
+#      SDXL/Flux shapes (ctest; the `cuda` suite is the GPU one);
+#   4. runs compute-sanitizer memcheck and racecheck on the CUDA suite;
+#   5. times the CUDA ops with CUDA events (median after warm-up) and PyTorch SDPA as the peer;
+#   6. prints a short table last and leaves everything in $OUT (default bench/results/gpu-check/).
+# Without a GPU it still builds and runs the CPU parts, reports "no device" and exits 0.
+# Usage (device tool): bash bench/gpu-check.sh   — results come back from $OUT.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-bench/results/gpu-check}
+mkdir -p "$OUT"
+log() { printf '\n==== %s ====\n' "$*"; }
+status=0
+fail() { echo "FAIL: $*"; status=1; }
+started=$(date +%s)
+
+log "machine"
+date -u +%Y-%m-%dT%H:%M:%SZ | tee "$OUT/date.txt"
+nproc
+have_gpu=0
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  have_gpu=1
+  nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap,clocks.max.sm --format=csv | tee "$OUT/gpu.csv"
+else
+  echo "no device: nvidia-smi finds no GPU; the GPU steps are skipped" | tee "$OUT/gpu.csv"
+fi
+NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+[ -x "$NVCC" ] && "$NVCC" --version | tail -2
+
+log "build (C++ tests, CUDA when nvcc is present)"
+arch=""
+if [ "$have_gpu" = 1 ]; then
+  arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d ' .')
+fi
+gen=()
+command -v ninja >/dev/null 2>&1 && gen=(-G Ninja)
+cmake_args=(-S . -B build-gpu "${gen[@]}" -DCMAKE_BUILD_TYPE=Release)
+[ -n "$arch" ] && cmake_args+=(-DTOMA_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" -DCMAKE_CUDA_COMPILER="$NVCC")
+if cmake "${cmake_args[@]}" >"$OUT/cmake.log" 2>&1 && cmake --build build-gpu -j "$(nproc)" >>"$OUT/cmake.log" 2>&1; then
+  echo "built build-gpu/toma_tests"
+else
+  tail -40 "$OUT/cmake.log"
+  fail "build"
+fi
+
+if [ -x build-gpu/toma_tests ]; then
+  log "C++ tests (every op; the cuda suite checks CUDA against the CPU path)"
+  ctest --test-dir build-gpu --output-on-failure 2>&1 | tee "$OUT/ctest.log" | tail -25
+  grep -q "100% tests passed" "$OUT/ctest.log" || fail "ctest"
+
+  if [ "$have_gpu" = 1 ]; then
+    log "compute-sanitizer"
+    CS=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+    if [ -n "$CS" ]; then
+      for tool in memcheck racecheck; do
+        if timeout 180 "$CS" --tool "$tool" --error-exitcode 9 build-gpu/toma_tests cuda-small >"$OUT/sanitizer-$tool.log" 2>&1; then
+          echo "$tool: clean"
+        else
+          tail -30 "$OUT/sanitizer-$tool.log"
+          fail "compute-sanitizer $tool"
+        fi
+      done
+    else
+      echo "compute-sanitizer not found: skipped"
+    fi
+
+    log "timings: toma CUDA ops (CUDA events, median)"
+    build-gpu/toma_tests bench-cuda "$OUT/toma-cuda.json" 2>&1 | tee "$OUT/toma-cuda.txt" | tail -40
+  fi
+fi
+
+if [ "$have_gpu" = 1 ]; then
+  log "timings: PyTorch peers (SDPA, matmul peak, copy bandwidth)"
+  PYTHONUNBUFFERED=1 timeout 240 python3 bench/gpu/torch_peers.py --json "$OUT/torch-peers.json" 2>&1 | tee "$OUT/torch-peers.txt" \
+    || fail "torch peers"
+fi
+
+log "summary ($(( $(date +%s) - started )) s)"
+[ -f "$OUT/gpu.csv" ] && cat "$OUT/gpu.csv"
+[ -f "$OUT/ctest.log" ] && grep -E "tests passed|tests failed" "$OUT/ctest.log"
+[ -f "$OUT/toma-cuda.txt" ] && tail -20 "$OUT/toma-cuda.txt"
+[ -f "$OUT/torch-peers.txt" ] && cat "$OUT/torch-peers.txt"
+if [ "$have_gpu" = 0 ]; then
+  echo "no device: CPU parts ran; GPU steps skipped"
+  exit $status
+fi
+exit $status
