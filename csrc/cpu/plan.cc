@@ -198,7 +198,9 @@ void finish_plan(ConstTokens x, Plan& plan, std::vector<RegionRows>* loaded) {
         dl[d] = (int32_t)(std::lower_bound(tok, tok + rr->n, dg[d]) - tok);
       // SPEC 3: ratio 0 keeps every token and the plan is the identity, whatever tau. Every
       // token is then a destination, and the hard rule assigns each destination to itself.
-      weigh_region(*rr, dl.data(), k, plan.opts.tau, plan.hard || plan.opts.ratio == 0, rw[t]);
+      // Only then: the adaptive mode and given destinations leave ratio at 0 unused, K < N.
+      const bool identity = plan.opts.ratio == 0 && plan.opts.similarity == 0 && K == N;
+      weigh_region(*rr, dl.data(), k, plan.opts.tau, plan.hard || identity, rw[t]);
       if (loaded) (*loaded)[t] = RegionRows();  // free early
     }
   });

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <limits>
 #include <map>
 
 #include "tests/reference.h"
@@ -117,6 +118,10 @@ Tensor poisoned_tensor(toma::DType dt, int B, int T, int C) {
 
 int run_self(const std::vector<std::string>& args,
              const std::vector<std::pair<std::string, std::string>>& env) {
+  std::string line = "---- child process: toma_tests";
+  for (const auto& a : args) line += " " + a;
+  for (const auto& kv : env) line += ", " + kv.first + "=" + kv.second;
+  std::printf("%s\n", line.c_str());
   std::fflush(stdout);
   std::fflush(stderr);
   // Everything the child needs is built before fork: only async-signal-safe calls after it.
@@ -144,6 +149,7 @@ int run_self(const std::vector<std::string>& args,
   }
   int status = 0;
   if (waitpid(pid, &status, 0) != pid) return 127;
+  std::printf("---- end of child process\n");
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
   return 127;

@@ -85,8 +85,8 @@ std::string str(const std::vector<T>& v) {
 
 #define TT_CHECK_OP(a, b, op)                                                                 \
   do {                                                                                        \
-    const auto& tt_a_ = (a);                                                                  \
-    const auto& tt_b_ = (b);                                                                  \
+    const auto tt_a_ = (a); /* copies: (a) may refer into a temporary */                      \
+    const auto tt_b_ = (b);                                                                   \
     if (!(tt_a_ op tt_b_))                                                                    \
       tt::fail(__FILE__, __LINE__,                                                            \
                std::string("CHECK(" #a " " #op " " #b "): ") + tt::str(tt_a_) + " vs " +      \

@@ -105,15 +105,25 @@ GreedyResult greedy(const std::vector<double>& S, int n, int k) {
   g.min_gap = kInf;
   std::vector<char> taken(n, 0);
   std::vector<double> m(n);
+  // SPEC 4: argmax, ties to the lowest index. Ties are ties of exact arithmetic: two tokens that are
+  // each other's best match have equal gains, which float64 sums in different orders miss by a
+  // few ulps; scores within `tol` of the best count as tied. min_gap records the closest score
+  // outside that band (a near-tie, where float32 similarities may legitimately choose otherwise).
   auto pick = [&](const std::vector<double>& score) {
-    int best = -1, second = -1;
+    double best = -kInf;
+    for (int c = 0; c < n; ++c)
+      if (!taken[c]) best = std::max(best, score[c]);
+    const double tol = 1e-14 * (n + 1) * (1 + std::fabs(best));
+    int win = -1;
     for (int c = 0; c < n; ++c) {
       if (taken[c]) continue;
-      if (best < 0 || score[c] > score[best]) second = best, best = c;
-      else if (second < 0 || score[c] > score[second]) second = c;
+      if (score[c] >= best - tol) {
+        if (win < 0) win = c;
+      } else {
+        g.min_gap = std::min(g.min_gap, best - score[c]);
+      }
     }
-    if (second >= 0) g.min_gap = std::min(g.min_gap, score[best] - score[second]);
-    return best;
+    return win;
   };
   std::vector<double> score(n, 0);
   for (int j = 0; j < n; ++j) {
@@ -199,8 +209,16 @@ Plan start(int B, int T, const PlanSpec& spec) {
   return p;
 }
 
+void set_counts(Plan& p, const std::vector<int>& k) {
+  p.k_offsets.assign(1, 0);
+  for (int kr : k) p.k_offsets.push_back(p.k_offsets.back() + kr);
+  p.K = p.k_offsets.back();
+}
+
 void weigh(Plan& p, const std::vector<double>& x, int T, int C, const PlanSpec& spec) {
-  const bool hard = std::isinf(spec.tau);
+  // SPEC 3: ratio 0 keeps every token and the plan is the identity, whatever tau (toma reads the
+  // SPEC so; the hard rule gives exactly that, every destination keeping itself).
+  const bool hard = std::isinf(spec.tau) || (spec.similarity == 0 && spec.ratio == 0 && p.K == p.N);
   p.M.assign(p.B, std::vector<double>((size_t)p.K * p.N, 0.0));
   p.U.assign(p.B, std::vector<double>((size_t)p.N * p.K, 0.0));
   for (int b = 0; b < p.B; ++b)
@@ -249,6 +267,49 @@ void weigh(Plan& p, const std::vector<double>& x, int T, int C, const PlanSpec& 
 Plan plan(const std::vector<double>& x, int B, int T, int C, const PlanSpec& spec) {
   Plan p = start(B, T, spec);
   p.dest.assign(B, std::vector<int>());
+  if (spec.similarity > 0) {
+    // Adaptive: each element's greedy sequence over the whole region, cut where the coverage
+    // f(S) / f(V) first reaches `similarity`; the region keeps the largest cut of the batch.
+    const int Bsel = spec.share_batch ? 1 : B, R = (int)p.regions.size();
+    std::vector<std::vector<GreedyResult>> seq(Bsel, std::vector<GreedyResult>(R));
+    std::vector<int> k(R, 1);
+    for (int b = 0; b < Bsel; ++b)
+      for (int r = 0; r < R; ++r) {
+        const auto& tok = p.regions[r];
+        const int n = (int)tok.size();
+        const std::vector<double> S = cosine_matrix(region_rows(x, b, T, C, p.P, tok));
+        seq[b][r] = greedy(S, n, n);
+        double fV = 0;
+        for (int i = 0; i < n; ++i) {
+          double m = -kInf;
+          for (int j = 0; j < n; ++j) m = std::max(m, S[(size_t)i * n + j]);
+          fV += m;
+        }
+        double f = 0;
+        int cut = n;
+        for (int t = 0; t < n; ++t) {
+          f += seq[b][r].gains[t];
+          if (f >= spec.similarity * fV - 1e-9 * std::fabs(fV)) {  // slack: similarity 1 is reachable
+            cut = t + 1;
+            break;
+          }
+        }
+        k[r] = std::max(k[r], cut);
+      }
+    set_counts(p, k);
+    for (int b = 0; b < B; ++b) {
+      const int bs = spec.share_batch ? 0 : b;
+      for (int r = 0; r < R; ++r) {
+        std::vector<int> d;
+        for (int t = 0; t < k[r]; ++t) d.push_back(p.regions[r][seq[bs][r].picked[t]]);
+        std::sort(d.begin(), d.end());
+        p.dest[b].insert(p.dest[b].end(), d.begin(), d.end());
+        p.gap[b][r] = seq[bs][r].min_gap;
+      }
+    }
+    weigh(p, x, T, C, spec);
+    return p;
+  }
   for (int b = 0; b < B; ++b) {
     if (spec.share_batch && b > 0) {
       p.dest[b] = p.dest[0];
@@ -274,6 +335,13 @@ Plan plan_with_destinations(const std::vector<double>& x, int B, int T, int C, c
                             const std::vector<std::vector<int>>& dest) {
   Plan p = start(B, T, spec);
   if ((int)dest.size() != B) throw std::invalid_argument("dest rows");
+  // Count per region from the destinations (row 0; every row must agree).
+  std::vector<int> region_of(p.N);
+  for (size_t r = 0; r < p.regions.size(); ++r)
+    for (int t : p.regions[r]) region_of[t] = (int)r;
+  std::vector<int> k(p.regions.size(), 0);
+  for (int t : dest[0]) k[region_of[t]]++;
+  set_counts(p, k);
   for (const auto& d : dest)
     if ((int)d.size() != p.K) throw std::invalid_argument("dest K");
   p.dest = dest;

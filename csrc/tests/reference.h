@@ -35,8 +35,9 @@ int destination_count(int n, double ratio);
 struct GreedyResult {
   std::vector<int> picked;    // local indices in pick order
   std::vector<double> gains;  // gains[0] = sum_i s_{i, j0}; then each pick's gain
-  // Smallest difference between the best and the second-best candidate over all steps
-  // (+inf when every step had a single candidate): a near-tie where this is tiny.
+  // Over all steps, the smallest distance from the best score to a score not tied with it (ties:
+  // within a few ulps, decided by the lowest index). +inf when no step had such a candidate. A
+  // near-tie where this is tiny.
   double min_gap = 0;
 };
 // S: n x n row-major similarities (need not be symmetric: column j holds s_{., j}).
@@ -56,6 +57,9 @@ struct PlanSpec {
   double tau = 1000;  // +inf: hard
   int prefix = 0;
   bool share_batch = false;
+  // Adaptive count (toma's extension, ops/plan.h): when > 0, per region the fewest greedy picks
+  // whose coverage f(S) / f(V) reaches it, the largest count over the batch; ratio unused.
+  double similarity = 0;
 };
 
 struct Plan {
@@ -72,7 +76,7 @@ struct Plan {
 
 // x: [B, T, C] row-major doubles with T = prefix + H * W.
 Plan plan(const std::vector<double>& x, int B, int T, int C, const PlanSpec& spec);
-// Weights only, for the given destinations ([B][K]).
+// Weights only, for the given destinations ([B][K]); the count per region is read from them.
 Plan plan_with_destinations(const std::vector<double>& x, int B, int T, int C, const PlanSpec& spec,
                             const std::vector<std::vector<int>>& dest);
 // f(S) of a destination set of one region (token indices), on the reference similarities of x.
