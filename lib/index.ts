@@ -28,3 +28,4 @@ export { createProcessor } from './processor/processor';
 export type { Processor, ProcessorOptions, ProcessorStats, ProcessorCall } from './processor/processor';
 export { addonPath } from './native';
 export { tensor, fromFloat32, toFloat32 } from './tensor';
+export * as onnx from './onnx';

@@ -308,7 +308,7 @@ void select_into(ConstTokens x, Plan& plan, std::vector<RegionRows>* keep) {
 
 }  // namespace
 
-std::vector<int32_t> select_destinations_cpu(const SelectParams& p, const Regions& regions, int* K) {
+std::vector<int32_t> select_destinations_cpu(const SelectParams& p, int* K) {
   auto plan = start_plan(p.x, p.opts);
   select_into(p.x, *plan, nullptr);
   *K = plan->K;

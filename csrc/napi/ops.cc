@@ -113,7 +113,7 @@ Napi::Value SelectDestinations(const Napi::CallbackInfo& info) {
       [x, o, out, K] {
         check_finite(x);
         SelectParams p{x.tokens(), o};
-        *out = select_destinations_cpu(p, Regions(), K.get());
+        *out = select_destinations_cpu(p, K.get());
       },
       [out](Napi::Env env) -> Napi::Value {
         Napi::Int32Array a = Napi::Int32Array::New(env, out->size());

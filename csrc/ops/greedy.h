@@ -21,6 +21,6 @@ int greedy_facility_location(const float* S, int n, int k, int32_t* picked, doub
                              double stop_at = INFINITY);
 
 // Destinations [B, K], region order, ascending inside a region; K is returned in *K.
-std::vector<int32_t> select_destinations_cpu(const SelectParams& p, const Regions& regions, int* K);
+std::vector<int32_t> select_destinations_cpu(const SelectParams& p, int* K);
 
 }  // namespace toma

@@ -217,7 +217,7 @@ TEST_CASE(greedy, select_destinations_cpu) {
     sp.opts = tt::lib_options(spec);
     const toma::Regions R = toma::make_regions(c.H, c.W, sp.opts.region);
     int K = -1;
-    const std::vector<int32_t> dest = toma::select_destinations_cpu(sp, R, &K);
+    const std::vector<int32_t> dest = toma::select_destinations_cpu(sp, &K);
     const ref::Plan want = ref::plan(xv, c.B, T, c.C, spec);
     REQUIRE_EQ(K, want.K);
     tt::check_destinations(dest, c.B, K, want, xv, T, c.C, spec);
@@ -235,13 +235,12 @@ TEST_CASE(greedy, select_destinations_rejects_bad_options) {
   toma::SelectParams sp;
   sp.x = x.view();
   sp.opts.H = sp.opts.W = 4;
-  const toma::Regions R = toma::make_regions(4, 4, sp.opts.region);
   int K = 0;
   for (double r : {-0.1, 1.0, 1.5, std::nan(""), (double)INFINITY}) {
     sp.opts.ratio = r;
-    CHECK_THROWS(toma::select_destinations_cpu(sp, R, &K), toma::ArgError);
+    CHECK_THROWS(toma::select_destinations_cpu(sp, &K), toma::ArgError);
   }
   sp.opts.ratio = 0.5;
   sp.opts.W = 5;  // N != H * W
-  CHECK_THROWS(toma::select_destinations_cpu(sp, R, &K), toma::ArgError);
+  CHECK_THROWS(toma::select_destinations_cpu(sp, &K), toma::ArgError);
 }

@@ -1,0 +1,73 @@
+// toma.onnx.inspect(path): what the matcher found in a model, per attention block (SPEC section 8),
+// plus the boundaries (node and tensor names) that the patching modes build on.
+import { matchAttention, type AttentionBlock, type AttentionForm, type Hazard } from './matcher';
+import { externalLocations, readModel, type ReadOptions } from './model';
+
+/** One block as SPEC section 8 names it, plus the matcher's detail. */
+export interface InspectBlock {
+  name: string;
+  kind: 'self' | 'cross' | 'joint';
+  grid?: [number, number];
+  heads: number;
+  channels: number;
+  patchable: boolean;
+  reason?: string;
+  /** Joint attention: prefix (text) tokens before the image tokens. */
+  prefix?: number;
+  headDim: number;
+  form: AttentionForm;
+  hazards: Hazard[];
+  notes: string[];
+  /** Everything the matcher traced: boundaries, streams, projections, core nodes. */
+  match: AttentionBlock;
+}
+
+export interface InspectReport {
+  blocks: InspectBlock[];
+  /** Softmax / fused nodes examined and not reported as attention, with the reason. */
+  skipped: Array<{ node: string; reason: string }>;
+  model: {
+    path: string;
+    irVersion: number;
+    producer: string;
+    opsets: Array<{ domain: string; version: number }>;
+    nodes: number;
+    /** Tensor payload bytes left in the file (never loaded into JavaScript). */
+    weightBytesInFile: number;
+    /** External data files the model refers to. */
+    externalData: string[];
+  };
+}
+
+export async function inspect(path: string, o: ReadOptions = {}): Promise<InspectReport> {
+  const model = await readModel(path, o);
+  const report = matchAttention(model);
+  const p = model.proto;
+  return {
+    blocks: report.blocks.map((b) => ({
+      name: b.name,
+      kind: b.kind,
+      ...(b.grid ? { grid: b.grid } : {}),
+      heads: b.heads,
+      channels: b.channels,
+      patchable: b.patchable,
+      ...(b.reason !== undefined ? { reason: b.reason } : {}),
+      ...(b.prefix !== undefined ? { prefix: b.prefix } : {}),
+      headDim: b.headDim,
+      form: b.form,
+      hazards: b.hazards,
+      notes: b.notes,
+      match: b,
+    })),
+    skipped: report.skipped,
+    model: {
+      path: model.source.path!,
+      irVersion: Number(p.irVersion ?? 0n),
+      producer: [p.producerName, p.producerVersion].filter(Boolean).join(' '),
+      opsets: p.opsetImport.map((x) => ({ domain: x.domain ?? '', version: Number(x.version ?? 0n) })),
+      nodes: p.graph?.node.length ?? 0,
+      weightBytesInFile: model.elided.bytes,
+      externalData: externalLocations(p),
+    },
+  };
+}

@@ -1,0 +1,489 @@
+// Light static shape inference and small-value folding over one graph, in node order (ONNX graphs
+// are topologically sorted). Dims are numbers, symbols (dim_param names, or products of them such as
+// "batch*4"), or undefined (unknown). Values are folded only for short vectors (shape arithmetic:
+// Shape -> Gather -> Unsqueeze -> Concat -> Reshape, and runtime scale chains such as
+// Shape -> Slice -> Cast -> Sqrt -> Reciprocal -> Sqrt). Anything not understood is left unknown;
+// nothing here throws on an unfamiliar graph.
+import type { NodeProto, TypeProto } from './gen/onnx_pb';
+import { attr, attrInt, attrInts, type GraphIndex } from './graph';
+
+export type Dim = number | string | undefined;
+export type Shape = Dim[];
+
+const MAX_VALUE_LENGTH = 16;
+
+const SAME_SHAPE = new Set([
+  'Identity', 'Cast', 'CastLike', 'Relu', 'LeakyRelu', 'Sigmoid', 'HardSigmoid', 'HardSwish', 'Tanh', 'Erf', 'Gelu',
+  'FastGelu', 'Sqrt', 'Reciprocal', 'Neg', 'Abs', 'Exp', 'Log', 'Clip', 'Softmax', 'LogSoftmax', 'Dropout', 'Elu',
+  'Selu', 'Softplus', 'Mish', 'Floor', 'Ceil', 'Round', 'Sign', 'Not', 'Sin', 'Cos', 'IsNaN',
+  'LayerNormalization', 'InstanceNormalization', 'BatchNormalization', 'GroupNormalization',
+  'SimplifiedLayerNormalization', 'RMSNormalization', 'SkipLayerNormalization', 'SkipSimplifiedLayerNormalization',
+  'LpNormalization', 'MeanVarianceNormalization', 'QuickGelu', 'BiasGelu',
+]);
+const BROADCAST = new Set(['Add', 'Sub', 'Mul', 'Div', 'Pow', 'Max', 'Min', 'Equal', 'Less', 'Greater', 'And', 'Or', 'Where', 'Mod', 'PRelu', 'Sum', 'Mean']);
+const REDUCE = new Set(['ReduceMean', 'ReduceSum', 'ReduceMax', 'ReduceMin', 'ReduceProd', 'ReduceL2', 'ReduceSumSquare']);
+
+// ---------------------------------------------------------------------------------------------
+// symbolic products
+
+interface Term {
+  num: number;
+  syms: string[];
+}
+
+function toTerm(d: Dim): Term | undefined {
+  if (typeof d === 'number') return { num: d, syms: [] };
+  if (typeof d === 'string') {
+    let num = 1;
+    const syms: string[] = [];
+    for (const f of d.split('*')) {
+      if (/^-?\d+$/.test(f)) num *= Number(f);
+      else syms.push(f);
+    }
+    return { num, syms };
+  }
+  return undefined;
+}
+
+function fromTerm(t: Term): Dim {
+  if (!t.syms.length) return t.num;
+  const syms = [...t.syms].sort();
+  return t.num === 1 ? syms.join('*') : [...syms, String(t.num)].join('*');
+}
+
+export function mulDims(a: Dim, b: Dim): Dim {
+  const x = toTerm(a);
+  const y = toTerm(b);
+  if (!x || !y) return undefined;
+  return fromTerm({ num: x.num * y.num, syms: [...x.syms, ...y.syms] });
+}
+
+export function divDims(a: Dim, b: Dim): Dim {
+  const x = toTerm(a);
+  const y = toTerm(b);
+  if (!x || !y || y.num === 0) return undefined;
+  const syms = [...x.syms];
+  for (const s of y.syms) {
+    const i = syms.indexOf(s);
+    if (i < 0) return undefined;
+    syms.splice(i, 1);
+  }
+  if (x.num % y.num !== 0) return undefined;
+  return fromTerm({ num: x.num / y.num, syms });
+}
+
+function product(dims: Dim[]): Dim {
+  let p: Dim = 1;
+  for (const d of dims) p = mulDims(p, d);
+  return p;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export class ShapeInfo {
+  readonly shapes = new Map<string, Shape>();
+  /** Folded values of short tensors (rank <= 1; scalars as one-element arrays). */
+  readonly values = new Map<string, Dim[]>();
+  /** Which folded values were scalars (rank 0). */
+  private readonly scalars = new Set<string>();
+  /** Which folded values are floating point (so Div does not truncate). */
+  private readonly floats = new Set<string>();
+
+  constructor(readonly g: GraphIndex) {
+    for (const v of g.graph.input) this.setType(v.name, v.type);
+    for (const v of g.graph.valueInfo) if (!this.shapes.has(v.name)) this.setType(v.name, v.type);
+    for (const v of g.graph.output) if (!this.shapes.has(v.name)) this.setType(v.name, v.type);
+    for (const t of g.graph.initializer) {
+      if (g.inputs.has(t.name)) continue;
+      this.shapes.set(t.name, t.dims.map(Number));
+      this.setConstValue(t.name);
+    }
+    for (const n of g.graph.node) {
+      try {
+        this.infer(n);
+      } catch {
+        // unknown stays unknown
+      }
+    }
+  }
+
+  shape(name: string): Shape | undefined {
+    return this.shapes.get(name);
+  }
+
+  value(name: string): Dim[] | undefined {
+    return this.values.get(name);
+  }
+
+  /** A folded scalar numeric value (a one-element tensor). */
+  scalar(name: string): number | undefined {
+    const v = this.values.get(name);
+    return v && v.length === 1 && typeof v[0] === 'number' ? v[0] : undefined;
+  }
+
+  private setType(name: string, type: TypeProto | undefined): void {
+    if (type?.value.case !== 'tensorType') return;
+    const shp = type.value.value.shape;
+    if (!shp) return;
+    this.shapes.set(
+      name,
+      shp.dim.map((d) => (d.value.case === 'dimValue' ? Number(d.value.value) : d.value.case === 'dimParam' ? d.value.value : undefined)),
+    );
+  }
+
+  private setConstValue(name: string): void {
+    const dims = this.g.constDims(name);
+    if (!dims || dims.length > 1) return;
+    const v = this.g.constValues(name, MAX_VALUE_LENGTH);
+    if (v) {
+      this.values.set(name, v);
+      if (dims.length === 0) this.scalars.add(name);
+      const dt = this.g.constTensor(name)?.dataType;
+      if (dt === 1 || dt === 10 || dt === 11 || dt === 16) this.floats.add(name);
+    }
+  }
+
+  private setValue(name: string, v: Dim[] | undefined, scalar = false): void {
+    if (!v || v.length > MAX_VALUE_LENGTH) return;
+    this.values.set(name, v);
+    if (scalar) this.scalars.add(name);
+    if (!this.shapes.has(name)) this.shapes.set(name, scalar ? [] : [v.length]);
+  }
+
+  private isScalar(name: string): boolean {
+    return this.scalars.has(name);
+  }
+
+  private infer(n: NodeProto): void {
+    const op = n.opType;
+    const S = (i: number) => (n.input[i] ? this.shapes.get(n.input[i]) : undefined);
+    const V = (i: number) => (n.input[i] ? this.values.get(n.input[i]) : undefined);
+    const out = n.output[0];
+    const set = (s: Shape | undefined, i = 0) => {
+      if (s && n.output[i] && !this.shapes.has(n.output[i])) this.shapes.set(n.output[i], s);
+    };
+    if (op === 'Constant') {
+      this.shapes.set(out, this.g.constDims(out) ?? []);
+      this.setConstValue(out);
+      return;
+    }
+    if (SAME_SHAPE.has(op)) {
+      set(S(0));
+      if (op === 'Identity' || op === 'Cast' || op === 'CastLike' || op === 'Neg' || op === 'Sqrt' || op === 'Reciprocal' || op === 'Floor' || op === 'Ceil') {
+        const v = V(0);
+        if (v) {
+          const f = (x: Dim): Dim => {
+            if (op === 'Identity' || op === 'Cast' || op === 'CastLike') return x;
+            if (typeof x !== 'number') return undefined;
+            if (op === 'Neg') return -x;
+            if (op === 'Sqrt') return Math.sqrt(x);
+            if (op === 'Reciprocal') return 1 / x;
+            if (op === 'Floor') return Math.floor(x);
+            return Math.ceil(x);
+          };
+          this.setValue(out, v.map(f), this.isScalar(n.input[0]));
+          const to = attrInt(n, 'to');
+          const isFloat =
+            op === 'Sqrt' || op === 'Reciprocal' || (op === 'Cast' ? to === 1 || to === 10 || to === 11 || to === 16 : this.floats.has(n.input[0]));
+          if (isFloat) this.floats.add(out);
+        }
+      }
+      return;
+    }
+    if (BROADCAST.has(op)) {
+      const shapes = n.input.map((_, i) => S(i));
+      set(broadcast(shapes));
+      if (['Add', 'Sub', 'Mul', 'Div'].includes(op) && n.input.length === 2) {
+        const a = V(0);
+        const b = V(1);
+        if (a && b && (a.length === b.length || a.length === 1 || b.length === 1)) {
+          const len = Math.max(a.length, b.length);
+          const r: Dim[] = [];
+          const isFloat = this.floats.has(n.input[0]) || this.floats.has(n.input[1]);
+          for (let i = 0; i < len; i++) r.push(arith(op, a[a.length === 1 ? 0 : i], b[b.length === 1 ? 0 : i], isFloat));
+          this.setValue(out, r, this.isScalar(n.input[0]) && this.isScalar(n.input[1]));
+          if (isFloat) this.floats.add(out);
+        }
+      }
+      return;
+    }
+    switch (op) {
+      case 'Shape': {
+        const s = S(0);
+        if (!s) return;
+        const rank = s.length;
+        let start = attrInt(n, 'start', 0)!;
+        let end = attrInt(n, 'end', rank)!;
+        if (start < 0) start += rank;
+        if (end < 0) end += rank;
+        const v = s.slice(Math.max(0, start), Math.min(rank, end));
+        this.shapes.set(out, [v.length]);
+        this.setValue(out, v);
+        return;
+      }
+      case 'Transpose': {
+        const s = S(0);
+        if (!s) return;
+        const perm = attrInts(n, 'perm') ?? s.map((_, i) => s.length - 1 - i);
+        set(perm.map((p) => s[p]));
+        return;
+      }
+      case 'Reshape': {
+        const s = S(0);
+        const t = V(1);
+        if (!t) {
+          const ts = S(1);
+          if (ts && typeof ts[0] === 'number') set(new Array(ts[0]).fill(undefined));
+          return;
+        }
+        const allowZero = attrInt(n, 'allowzero', 0) === 1;
+        const r: Dim[] = t.map((d, i) => (d === 0 && !allowZero ? s?.[i] : d));
+        const neg = r.indexOf(-1);
+        if (neg >= 0) {
+          const others = r.filter((_, i) => i !== neg);
+          r[neg] = s && others.every((d) => d !== undefined) ? divDims(product(s), product(others)) : undefined;
+        }
+        set(r);
+        return;
+      }
+      case 'Flatten': {
+        const s = S(0);
+        if (!s) return;
+        let axis = attrInt(n, 'axis', 1)!;
+        if (axis < 0) axis += s.length;
+        set([product(s.slice(0, axis)), product(s.slice(axis))]);
+        return;
+      }
+      case 'MatMul': {
+        const a = S(0);
+        const b = S(1);
+        if (!a || !b) return;
+        if (a.length >= 2 && b.length >= 2) {
+          const batch = broadcast([a.slice(0, -2), b.slice(0, -2)]) ?? [];
+          set([...batch, a[a.length - 2], b[b.length - 1]]);
+        } else if (a.length >= 2 && b.length === 1) set(a.slice(0, -1));
+        else if (a.length === 1 && b.length >= 2) set([...b.slice(0, -2), b[b.length - 1]]);
+        return;
+      }
+      case 'Gemm': {
+        const a = S(0);
+        const b = S(1);
+        if (!a || !b) return;
+        set([attrInt(n, 'transA', 0) ? a[1] : a[0], attrInt(n, 'transB', 0) ? b[0] : b[1]]);
+        return;
+      }
+      case 'Conv':
+      case 'MaxPool':
+      case 'AveragePool':
+      case 'LpPool': {
+        const s = S(0);
+        if (!s || s.length < 3) return;
+        const w = op === 'Conv' ? S(1) : undefined;
+        const kernel = attrInts(n, 'kernel_shape') ?? (w ? w.slice(2) : undefined);
+        const k = s.length - 2;
+        const strides = attrInts(n, 'strides') ?? new Array(k).fill(1);
+        const dil = attrInts(n, 'dilations') ?? new Array(k).fill(1);
+        const pads = attrInts(n, 'pads') ?? new Array(2 * k).fill(0);
+        const autoPad = attr(n, 'auto_pad')?.s ? new TextDecoder().decode(attr(n, 'auto_pad')!.s) : 'NOTSET';
+        const ceil = attrInt(n, 'ceil_mode', 0) === 1;
+        const spatial: Dim[] = [];
+        for (let i = 0; i < k; i++) {
+          const x = s[2 + i];
+          const kk = kernel?.[i];
+          if (typeof x !== 'number' || typeof kk !== 'number') {
+            spatial.push(undefined);
+            continue;
+          }
+          if (autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') {
+            spatial.push(Math.ceil(x / strides[i]));
+            continue;
+          }
+          const eff = dil[i] * (kk - 1) + 1;
+          const padded = x + (autoPad === 'VALID' ? 0 : pads[i] + pads[i + k]) - eff;
+          spatial.push((ceil ? Math.ceil(padded / strides[i]) : Math.floor(padded / strides[i])) + 1);
+        }
+        set([s[0], op === 'Conv' ? w?.[0] : s[1], ...spatial]);
+        return;
+      }
+      case 'GlobalAveragePool':
+      case 'GlobalMaxPool': {
+        const s = S(0);
+        if (s) set([s[0], s[1], ...s.slice(2).map(() => 1)]);
+        return;
+      }
+      case 'Concat': {
+        const shapes = n.input.map((_, i) => S(i));
+        let axis = attrInt(n, 'axis', 0)!;
+        const first = shapes.find((s) => s);
+        if (first) {
+          if (axis < 0) axis += first.length;
+          const r = [...first];
+          r[axis] = shapes.every((s) => s) ? shapes.reduce<Dim>((acc, s) => addDims(acc, s![axis]), 0) : undefined;
+          set(r);
+        }
+        const vals = n.input.map((_, i) => V(i));
+        if (vals.every((v) => v)) this.setValue(out, vals.flatMap((v) => v!));
+        return;
+      }
+      case 'Unsqueeze':
+      case 'Squeeze': {
+        const s = S(0);
+        const axes = attrInts(n, 'axes') ?? (n.input[1] ? (V(1) as number[] | undefined) : undefined);
+        const v = V(0);
+        if (op === 'Unsqueeze') {
+          if (s && axes && axes.every((a) => typeof a === 'number')) {
+            const rank = s.length + axes.length;
+            const norm = axes.map((a) => (a < 0 ? a + rank : a));
+            const r: Dim[] = [];
+            let j = 0;
+            for (let i = 0; i < rank; i++) r.push(norm.includes(i) ? 1 : s[j++]);
+            set(r);
+          }
+          if (v && this.isScalar(n.input[0])) this.setValue(out, v);
+        } else {
+          if (s) {
+            const norm = axes ? axes.map((a) => (a < 0 ? a + s.length : a)) : s.map((d, i) => (d === 1 ? i : -1)).filter((i) => i >= 0);
+            set(s.filter((_, i) => !norm.includes(i)));
+            if (v && v.length === 1 && s.length === 1) this.setValue(out, v, true);
+          }
+        }
+        return;
+      }
+      case 'Gather': {
+        const s = S(0);
+        const is = S(1);
+        let axis = attrInt(n, 'axis', 0)!;
+        if (s && is) {
+          if (axis < 0) axis += s.length;
+          set([...s.slice(0, axis), ...is, ...s.slice(axis + 1)]);
+        }
+        const v = V(0);
+        const idx = V(1);
+        if (v && idx && axis === 0 && idx.every((i) => typeof i === 'number')) {
+          this.setValue(out, (idx as number[]).map((i) => v[i < 0 ? i + v.length : i]), this.isScalar(n.input[1]));
+        }
+        return;
+      }
+      case 'Slice': {
+        const s = S(0);
+        if (!s) return;
+        const starts = attrInts(n, 'starts') ?? (V(1) as number[] | undefined);
+        const ends = attrInts(n, 'ends') ?? (V(2) as number[] | undefined);
+        const axes = attrInts(n, 'axes') ?? (n.input[3] ? (V(3) as number[] | undefined) : undefined) ?? starts?.map((_, i) => i);
+        const steps = (n.input[4] ? (V(4) as number[] | undefined) : undefined) ?? starts?.map(() => 1);
+        if (!starts || !ends || !axes || !steps) {
+          set(s.map(() => undefined));
+          return;
+        }
+        const r = [...s];
+        const v = V(0);
+        let vr = v ? [...v] : undefined;
+        for (let i = 0; i < axes.length; i++) {
+          const a = axes[i] < 0 ? axes[i] + s.length : axes[i];
+          const d = s[a];
+          if (typeof d !== 'number' || typeof starts[i] !== 'number' || typeof ends[i] !== 'number') {
+            r[a] = undefined;
+            vr = undefined;
+            continue;
+          }
+          const [b, e, st] = sliceRange(d, starts[i], ends[i], steps[i]);
+          r[a] = Math.max(0, Math.ceil((e - b) / st));
+          if (vr && a === 0 && st === 1) vr = vr.slice(b, e);
+          else vr = undefined;
+        }
+        set(r);
+        if (vr) this.setValue(out, vr);
+        return;
+      }
+      case 'Split': {
+        const s = S(0);
+        if (!s) return;
+        let axis = attrInt(n, 'axis', 0)!;
+        if (axis < 0) axis += s.length;
+        const split = attrInts(n, 'split') ?? (n.input[1] ? (V(1) as number[] | undefined) : undefined);
+        const parts = n.output.length;
+        for (let i = 0; i < parts; i++) {
+          const r = [...s];
+          r[axis] = split ? split[i] : typeof s[axis] === 'number' && (s[axis] as number) % parts === 0 ? (s[axis] as number) / parts : undefined;
+          set(r, i);
+        }
+        return;
+      }
+      case 'Expand': {
+        const s = S(0);
+        const t = V(1);
+        if (s && t) set(broadcast([s, t.map((d) => (d === 1 ? undefined : d))]));
+        return;
+      }
+      case 'MultiHeadAttention': {
+        const q = S(0);
+        const v = S(2);
+        if (q && q.length === 3) set([q[0], q[1], v && v.length === 3 ? v[2] : v && v.length === 4 ? mulDims(v[1], v[3]) : q[2]]);
+        return;
+      }
+      case 'Attention': {
+        const x = S(0);
+        const w = S(1);
+        if (x && w) set([x[0], x[1], typeof w[1] === 'number' ? w[1] / 3 : undefined]);
+        return;
+      }
+      default:
+        if (REDUCE.has(op)) {
+          const s = S(0);
+          if (!s) return;
+          const axes = attrInts(n, 'axes') ?? (n.input[1] ? (V(1) as number[] | undefined) : undefined);
+          const keep = attrInt(n, 'keepdims', 1) === 1;
+          const norm = (axes ?? s.map((_, i) => i)).map((a) => (a < 0 ? a + s.length : a));
+          set(keep ? s.map((d, i) => (norm.includes(i) ? 1 : d)) : s.filter((_, i) => !norm.includes(i)));
+        }
+    }
+  }
+}
+
+function sliceRange(d: number, start: number, end: number, step: number): [number, number, number] {
+  const clamp = (x: number) => Math.max(0, Math.min(d, x < 0 ? x + d : x));
+  if (step <= 0) return [0, 0, 1];
+  return [clamp(start), clamp(end > Number.MAX_SAFE_INTEGER ? d : end), step];
+}
+
+function addDims(a: Dim, b: Dim): Dim {
+  if (typeof a === 'number' && typeof b === 'number') return a + b;
+  if (a === 0) return b;
+  if (b === 0) return a;
+  return undefined;
+}
+
+function arith(op: string, a: Dim, b: Dim, isFloat: boolean): Dim {
+  if (typeof a === 'number' && typeof b === 'number') {
+    switch (op) {
+      case 'Add': return a + b;
+      case 'Sub': return a - b;
+      case 'Mul': return a * b;
+      case 'Div': return isFloat ? a / b : b !== 0 ? Math.trunc(a / b) : undefined;
+    }
+  }
+  if (op === 'Mul') return mulDims(a, b);
+  if (op === 'Div') return divDims(a, b);
+  return undefined;
+}
+
+export function broadcast(shapes: Array<Shape | undefined>): Shape | undefined {
+  if (shapes.some((s) => !s)) return undefined;
+  const rank = Math.max(...shapes.map((s) => s!.length));
+  const r: Dim[] = [];
+  for (let i = 0; i < rank; i++) {
+    let d: Dim = 1;
+    let unknown = false;
+    for (const s of shapes) {
+      const x = s![s!.length - rank + i];
+      if (x === undefined && s!.length - rank + i >= 0) {
+        unknown = true;
+        continue;
+      }
+      if (x === undefined || x === 1) continue;
+      d = x;
+    }
+    r.push(unknown && d === 1 ? undefined : d);
+  }
+  return r;
+}
