@@ -13,7 +13,10 @@
 
 namespace toma {
 
-int tomesd_max_merges(int H, int W, int sx, int sy) { return H * W - (H / sy) * (W / sx); }
+int tomesd_max_merges(int H, int W, int sx, int sy) {
+  const int cells = (H / sy) * (W / sx);
+  return cells == 0 ? 0 : H * W - cells;  // no whole cell: no destination to merge into
+}
 
 std::shared_ptr<Plan> tomesd_plan_cpu(ConstTokens x, const TomesdOptions& o) {
   if (o.sx < 1 || o.sy < 1) throw range_error("options.sx and options.sy must be integers >= 1");
