@@ -56,6 +56,12 @@ export interface AttentionOptions extends BackendOption {
 export interface MergeAttentionOptions extends AttentionOptions {
   /** false: ToDo-style, merge only k and v, keep every query, no unmerge. Default true. */
   mergeQueries?: boolean;
+  /**
+   * Proportional attention (as in ToMe): a merged key's score gets + log(mass), the number of
+   * tokens it stands for, so attention over merged keys approximates attention over all keys.
+   * Not in the paper; default false (SPEC section 6's plain attention over the merged tokens).
+   */
+  proportional?: boolean;
 }
 
 export interface BackendInfo {

@@ -58,6 +58,7 @@ std::shared_ptr<Plan> assignment_plan_cpu(int B, int H, int W, int prefix, int K
     w.uptr.resize(N + 1);
     w.uidx.resize(N);
     w.uw.assign(N, 1.0f);
+    w.mass.assign(count.begin(), count.end());
     for (int t = 0; t <= N; ++t) w.uptr[t] = t;
     for (int t = 0; t < N; ++t) w.uidx[t] = a[t];
     if (representatives) {

@@ -33,6 +33,12 @@ void attention_cpu(const AttentionParams& p) {
   const size_t oes = dtype_size(p.out.dtype);
   std::vector<float> Kt((size_t)TkP * D), Vp((size_t)Dpan * TkP * NR);
   const int qblocks = (Tq + kQueryBlock - 1) / kQueryBlock;
+  // The key bias in the kernel's log2 units.
+  std::vector<float> bias;
+  if (p.key_bias) {
+    bias.resize((size_t)B * Tk);
+    for (size_t i = 0; i < bias.size(); ++i) bias[i] = p.key_bias[i] * 1.4426950408889634f;
+  }
 
   for (int b = 0; b < B; ++b)
     for (int h = 0; h < H; ++h) {
@@ -83,8 +89,10 @@ void attention_cpu(const AttentionParams& p) {
                 K.gemm(D, Q.data() + (size_t)i0 * D, D, Kt.data() + (size_t)(j0 + jp) * D,
                        S.data() + (size_t)i0 * kKeyBlock + jp, kKeyBlock, 0);
             const int valid = std::min(nb, Tk - j0);
+            const float* kb = bias.empty() ? nullptr : bias.data() + (size_t)b * Tk + j0;
             for (int i = 0; i < mbp; ++i) {
               float* s = S.data() + (size_t)i * kKeyBlock;
+              if (kb) K.axpy(s, 1.f, kb, valid);
               for (int j = valid; j < nb; ++j) s[j] = -std::numeric_limits<float>::infinity();
               const float mx = K.max(s, nb);
               const float mnew = std::max(m[i], mx);

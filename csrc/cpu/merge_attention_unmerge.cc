@@ -1,5 +1,7 @@
 #include "ops/merge_attention_unmerge.h"
 
+#include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "ops/attention.h"
@@ -23,6 +25,14 @@ void merge_attention_unmerge_cpu(const Plan& plan, const MergeAttentionParams& p
   a.v = merged(p.v, mv);
   a.heads = p.heads;
   a.scale = p.scale;
+  std::vector<float> bias;
+  if (p.proportional) {
+    bias.assign((size_t)B * Tm, 0.f);  // prefix keys stand for themselves: log 1 = 0
+    for (int b = 0; b < B; ++b)
+      for (int j = 0; j < plan.K; ++j)
+        bias[(size_t)b * Tm + plan.P + j] = std::log(std::max(plan.weights[b].mass[j], 1e-30f));
+    a.key_bias = bias.data();
+  }
   if (!p.merge_queries) {
     a.q = p.q;
     a.out = p.out;

@@ -15,7 +15,7 @@ namespace toma {
 
 size_t PlanWeights::bytes() const {
   return mptr.size() * 8 + midx.size() * 4 + mw.size() * 4 + uptr.size() * 8 + uidx.size() * 4 +
-         uw.size() * 4;
+         uw.size() * 4 + mass.size() * 4;
 }
 
 size_t Plan::bytes() const {
@@ -222,6 +222,7 @@ void finish_plan(ConstTokens x, Plan& plan, std::vector<RegionRows>* loaded) {
             rowsum[jg] += w.a[e];
           }
       }
+      W.mass.assign(rowsum.begin(), rowsum.end());
       for (int j = 0; j < K; ++j) W.mptr[j + 1] += W.mptr[j];
       for (int t = 0; t < N; ++t) W.uptr[t + 1] += W.uptr[t];
       W.midx.resize(W.mptr[K]);

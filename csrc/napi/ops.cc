@@ -69,6 +69,7 @@ struct AttnOptions {
   int heads;
   float scale;
   bool merge_queries;
+  bool proportional;
 };
 
 AttnOptions parse_attention_options(Napi::Env env, Napi::Value v, int C, const std::string& name) {
@@ -83,6 +84,7 @@ AttnOptions parse_attention_options(Napi::Env env, Napi::Value v, int C, const s
     throw_range(env, name + ".scale must be a finite number > 0, got " + describe(o.Get("scale")));
   a.scale = (float)s;
   a.merge_queries = bool_option(env, o, name, "mergeQueries", true);
+  a.proportional = bool_option(env, o, name, "proportional", false);
   return a;
 }
 
@@ -256,6 +258,7 @@ Napi::Value MergeAttentionUnmerge(const Napi::CallbackInfo& info) {
         p.heads = a.heads;
         p.scale = a.scale;
         p.merge_queries = a.merge_queries;
+        p.proportional = a.proportional;
         merge_attention_unmerge_cpu(*plan, p);
       },
       [out](Napi::Env env) { return resolve_tensor(env, out); });

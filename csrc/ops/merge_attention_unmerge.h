@@ -10,6 +10,9 @@ struct MergeAttentionParams {
   float scale = 0;
   // false: ToDo-style, only k and v are merged, every query attends, nothing is unmerged.
   bool merge_queries = true;
+  // Proportional attention (as in ToMe): each merged key's score gets + log(mass), the number of
+  // tokens it stands for, so attention over merged keys approximates attention over all keys.
+  bool proportional = false;
 };
 
 // unmerge(attention(merge(q), merge(k), merge(v))), intermediates in float32.

@@ -33,6 +33,9 @@ struct PlanWeights {
   std::vector<int64_t> uptr;
   std::vector<int32_t> uidx;
   std::vector<float> uw;
+  // How many tokens each merged token stands for: sum_s A[j, s] (a count for hard plans). The
+  // proportional attention option adds log(mass) to merged keys' scores.
+  std::vector<float> mass;
   size_t bytes() const;
 };
 

@@ -27,6 +27,8 @@ export interface ProcessorOptions {
   method?: Method;
   /** ToMeSD: random destination inside each 2x2 cell from this seed (default 0); false = top-left. */
   seed?: number | false;
+  /** Proportional attention over merged keys (see MergeAttentionOptions); default false. */
+  proportional?: boolean;
   backend?: BackendName;
 }
 
@@ -42,12 +44,13 @@ export interface ResolvedOptions {
   maxRatio: number;
   method: Method;
   seed: number | false;
+  proportional: boolean;
   backend?: BackendName;
 }
 
 const KNOWN = new Set([
   'ratio', 'region', 'tau', 'shareBatch', 'destinationInterval', 'weightInterval', 'group', 'dense',
-  'maxRatio', 'method', 'seed', 'backend',
+  'maxRatio', 'method', 'seed', 'proportional', 'backend',
 ]);
 
 /** ToMeSD merges at most 3 of every 4 tokens (one destination per 2x2 cell). */
@@ -110,6 +113,8 @@ export function resolveOptions(options: ProcessorOptions): ResolvedOptions {
 
   if (o.tau !== undefined && (typeof o.tau !== 'number' || !(o.tau > 0)))
     throw new RangeError(`options.tau must be > 0 (Infinity for the hard plan), got ${String(o.tau)}`);
+  if (o.proportional !== undefined && typeof o.proportional !== 'boolean')
+    throw new TypeError(`options.proportional must be a boolean, got ${String(o.proportional)}`);
   if (o.shareBatch !== undefined && typeof o.shareBatch !== 'boolean')
     throw new TypeError(`options.shareBatch must be a boolean, got ${String(o.shareBatch)}`);
   if (o.region !== undefined) checkRegion(o.region);
@@ -150,6 +155,7 @@ export function resolveOptions(options: ProcessorOptions): ResolvedOptions {
     maxRatio,
     method,
     seed,
+    proportional: (o.proportional as boolean | undefined) ?? false,
     backend: o.backend as BackendName | undefined,
   };
 }

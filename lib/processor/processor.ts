@@ -171,6 +171,7 @@ class TomaProcessor implements Processor {
       heads: call.heads,
       scale: call.scale,
       mergeQueries: o.method !== 'todo',
+      proportional: o.proportional,
       backend,
     });
     this.counters.attentionMs += performance.now() - t1;

@@ -73,6 +73,7 @@ export function attention(
   C: number,
   heads: number,
   scale?: number,
+  keyBias?: Float64Array,
 ): Float64Array {
   const d = C / heads;
   const sc = scale ?? 1 / Math.sqrt(d);
@@ -87,7 +88,7 @@ export function attention(
           const ko = (b * Tk + j) * C + h * d;
           let s = 0;
           for (let c = 0; c < d; c++) s += q[qo + c] * k[ko + c];
-          p[j] = s * sc;
+          p[j] = s * sc + (keyBias ? keyBias[b * Tk + j] : 0);
           if (p[j] > mx) mx = p[j];
         }
         let z = 0;
@@ -117,13 +118,37 @@ export function mergeAttentionUnmerge(
   C: number,
   plan: RefPlan,
   heads: number,
-  o: { scale?: number; mergeQueries?: boolean } = {},
+  o: { scale?: number; mergeQueries?: boolean; proportional?: boolean } = {},
 ): Float64Array {
   const { B, N, K, P } = plan;
   const mk = merge(k, C, plan).x;
   const mv = merge(v, C, plan).x;
-  if (o.mergeQueries === false) return attention(q, mk, mv, B, P + N, P + K, C, heads, o.scale);
+  const bias = o.proportional ? keyMassBias(plan) : undefined;
+  if (o.mergeQueries === false) return attention(q, mk, mv, B, P + N, P + K, C, heads, o.scale, bias);
   const mq = merge(q, C, plan).x;
-  const a = attention(mq, mk, mv, B, P + K, P + K, C, heads, o.scale);
+  const a = attention(mq, mk, mv, B, P + K, P + K, C, heads, o.scale, bias);
   return unmerge(a, C, plan).x;
+}
+
+/**
+ * Proportional attention's key bias, [B, P + K]: log of how many tokens each merged token stands
+ * for, mass_j = sum_s A[j, s] = sum_s U[s, j]; prefix keys get log 1 = 0.
+ */
+export function keyMassBias(plan: RefPlan): Float64Array {
+  const { B, K, P } = plan;
+  const bias = new Float64Array(B * (P + K));
+  for (let b = 0; b < B; b++) {
+    let off = 0;
+    for (const r of plan.regions[b]) {
+      const n = r.tokens.length;
+      const k = r.destinations.length;
+      for (let j = 0; j < k; j++) {
+        let m = 0;
+        for (let s = 0; s < n; s++) m += r.U[s * k + j];
+        bias[b * (P + K) + P + off + j] = Math.log(m);
+      }
+      off += k;
+    }
+  }
+  return bias;
 }
