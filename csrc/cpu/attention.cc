@@ -84,8 +84,9 @@ void attention_cpu(const AttentionParams& p) {
           std::fill(l.begin(), l.end(), 0.f);
           for (int j0 = 0; j0 < TkP; j0 += kKeyBlock) {
             const int nb = std::min(kKeyBlock, TkP - j0);
-            for (int i0 = 0; i0 < mbp; i0 += MR)
-              for (int jp = 0; jp < nb; jp += NR)
+            // Panel-major: one key panel (D x NR) stays in L1 across all row tiles.
+            for (int jp = 0; jp < nb; jp += NR)
+              for (int i0 = 0; i0 < mbp; i0 += MR)
                 K.gemm(D, Q.data() + (size_t)i0 * D, D, Kt.data() + (size_t)(j0 + jp) * D,
                        S.data() + (size_t)i0 * kKeyBlock + jp, kKeyBlock, 0);
             const int valid = std::min(nb, Tk - j0);
@@ -101,8 +102,8 @@ void attention_cpu(const AttentionParams& p) {
               m[i] = mnew;
               if (alpha != 1.f) K.scale(O.data() + (size_t)i * Dp, alpha, Dp);
             }
-            for (int i0 = 0; i0 < mbp; i0 += MR)
-              for (int dp = 0; dp < Dpan; ++dp)
+            for (int dp = 0; dp < Dpan; ++dp)
+              for (int i0 = 0; i0 < mbp; i0 += MR)
                 K.gemm(nb, S.data() + (size_t)i0 * kKeyBlock, kKeyBlock,
                        Vp.data() + ((size_t)dp * TkP + j0) * NR, O.data() + (size_t)i0 * Dp + dp * NR,
                        Dp, 1);

@@ -183,8 +183,8 @@ void finish_plan(ConstTokens x, Plan& plan, std::vector<RegionRows>* loaded) {
     for (int64_t t = t0; t < t1; ++t) {
       const int b = (int)(t / nR), r = (int)(t % nR);
       const RegionRows* rr = nullptr;
-      if (loaded && !(*loaded)[t].X.empty()) {
-        rr = &(*loaded)[t];
+      if (loaded && !(*loaded)[t].S.empty()) {
+        rr = &(*loaded)[t];  // similarities kept from selection: no need to read x again
       } else {
         load_region(x, plan.P, R, r, b, local);
         rr = &local;
@@ -271,17 +271,24 @@ void select_into(ConstTokens x, Plan& plan, std::vector<RegionRows>* keep) {
   std::vector<int> kr = coverage > 0 ? std::vector<int>() : fixed_counts(R, plan.opts.ratio);
   std::vector<std::vector<int32_t>> picks((size_t)Bsel * nR);
   if (keep) keep->assign((size_t)plan.B * nR, RegionRows());
-  auto select = [&](int64_t t, int k, double cov) {
+  // Rows are loaded into a per-thread scratch; only the small similarity matrix of a region is
+  // kept for the weights (a copy of all of x would cost more in page faults than it saves).
+  auto select = [&](int64_t t, int k, double cov, RegionRows& scratch) {
     const int b = (int)(t / nR), r = (int)(t % nR);
-    RegionRows local;
-    RegionRows& rr = keep ? (*keep)[t] : local;
-    if (rr.X.empty()) load_region(x, plan.P, R, r, b, rr);
-    picks[t] = select_in_region(rr, k, cov);
+    load_region(x, plan.P, R, r, b, scratch);
+    picks[t] = select_in_region(scratch, k, cov);
+    if (keep && !scratch.S.empty()) {
+      (*keep)[t].n = scratch.n;
+      (*keep)[t].C = scratch.C;
+      (*keep)[t].S = std::move(scratch.S);
+    }
+    scratch.S.clear();
   };
   parallel_for((int64_t)Bsel * nR, 1, [&](int64_t t0, int64_t t1) {
+    RegionRows scratch;
     for (int64_t t = t0; t < t1; ++t) {
       const int r = (int)(t % nR);
-      select(t, coverage > 0 ? R.size(r) : kr[r], coverage);
+      select(t, coverage > 0 ? R.size(r) : kr[r], coverage, scratch);
     }
   });
   if (coverage > 0) {
@@ -290,8 +297,9 @@ void select_into(ConstTokens x, Plan& plan, std::vector<RegionRows>* keep) {
     kr.assign(nR, 1);
     for (int64_t t = 0; t < (int64_t)Bsel * nR; ++t) kr[t % nR] = std::max(kr[t % nR], (int)picks[t].size());
     parallel_for((int64_t)Bsel * nR, 1, [&](int64_t t0, int64_t t1) {
+      RegionRows scratch;
       for (int64_t t = t0; t < t1; ++t)
-        if ((int)picks[t].size() < kr[t % nR]) select(t, kr[t % nR], 0);
+        if ((int)picks[t].size() < kr[t % nR]) select(t, kr[t % nR], 0, scratch);
     });
   }
   set_counts(plan, kr);
