@@ -8,6 +8,7 @@
 #include <limits>
 #include <vector>
 
+#include "core/scratch.h"
 #include "core/thread_pool.h"
 #include "cpu/simd/kernels.h"
 
@@ -31,7 +32,9 @@ void attention_cpu(const AttentionParams& p) {
   const int TkP = round_up(Tk, NR), Dpan = (D + NR - 1) / NR, Dp = Dpan * NR;
   const size_t qes = dtype_size(p.q.dtype), kes = dtype_size(p.k.dtype), ves = dtype_size(p.v.dtype);
   const size_t oes = dtype_size(p.out.dtype);
-  std::vector<float> Kt((size_t)TkP * D), Vp((size_t)Dpan * TkP * NR);
+  Scratch kt_buf((size_t)TkP * D), vp_buf((size_t)Dpan * TkP * NR);
+  float* const Ktp = kt_buf.data();
+  float* const Vpp = vp_buf.data();
   const int qblocks = (Tq + kQueryBlock - 1) / kQueryBlock;
   // The key bias in the kernel's log2 units.
   std::vector<float> bias;
@@ -51,14 +54,14 @@ void attention_cpu(const AttentionParams& p) {
             if (j < Tk) {
               const char* ks = static_cast<const char*>(p.k.data) + (((size_t)b * Tk + j) * C + (size_t)h * D) * kes;
               to_f32(ks, p.k.dtype, row.data(), D);
-              for (int d = 0; d < D; ++d) Kt[((size_t)jp * D + d) * NR + jj] = row[d];
+              for (int d = 0; d < D; ++d) Ktp[((size_t)jp * D + d) * NR + jj] = row[d];
               const char* vs = static_cast<const char*>(p.v.data) + (((size_t)b * Tk + j) * C + (size_t)h * D) * ves;
               to_f32(vs, p.v.dtype, row.data(), D);
               for (int d = 0; d < Dp; ++d)
-                Vp[((size_t)(d / NR) * TkP + j) * NR + d % NR] = d < D ? row[d] : 0.f;
+                Vpp[((size_t)(d / NR) * TkP + j) * NR + d % NR] = d < D ? row[d] : 0.f;
             } else {
-              for (int d = 0; d < D; ++d) Kt[((size_t)jp * D + d) * NR + jj] = 0.f;
-              for (int d = 0; d < Dp; ++d) Vp[((size_t)(d / NR) * TkP + j) * NR + d % NR] = 0.f;
+              for (int d = 0; d < D; ++d) Ktp[((size_t)jp * D + d) * NR + jj] = 0.f;
+              for (int d = 0; d < Dp; ++d) Vpp[((size_t)(d / NR) * TkP + j) * NR + d % NR] = 0.f;
             }
           }
       });
@@ -87,7 +90,7 @@ void attention_cpu(const AttentionParams& p) {
             // Panel-major: one key panel (D x NR) stays in L1 across all row tiles.
             for (int jp = 0; jp < nb; jp += NR)
               for (int i0 = 0; i0 < mbp; i0 += MR)
-                K.gemm(D, Q.data() + (size_t)i0 * D, D, Kt.data() + (size_t)(j0 + jp) * D,
+                K.gemm(D, Q.data() + (size_t)i0 * D, D, Ktp + (size_t)(j0 + jp) * D,
                        S.data() + (size_t)i0 * kKeyBlock + jp, kKeyBlock, 0);
             const int valid = std::min(nb, Tk - j0);
             const float* kb = bias.empty() ? nullptr : bias.data() + (size_t)b * Tk + j0;
@@ -105,7 +108,7 @@ void attention_cpu(const AttentionParams& p) {
             for (int dp = 0; dp < Dpan; ++dp)
               for (int i0 = 0; i0 < mbp; i0 += MR)
                 K.gemm(nb, S.data() + (size_t)i0 * kKeyBlock, kKeyBlock,
-                       Vp.data() + ((size_t)dp * TkP + j0) * NR, O.data() + (size_t)i0 * Dp + dp * NR,
+                       Vpp + ((size_t)dp * TkP + j0) * NR, O.data() + (size_t)i0 * Dp + dp * NR,
                        Dp, 1);
           }
           for (int i = 0; i < mb; ++i) {

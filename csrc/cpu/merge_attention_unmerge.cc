@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/scratch.h"
 #include "ops/attention.h"
 #include "ops/merge.h"
 #include "ops/unmerge.h"
@@ -12,14 +13,14 @@ namespace toma {
 
 void merge_attention_unmerge_cpu(const Plan& plan, const MergeAttentionParams& p) {
   const int B = plan.B, C = p.q.C, Tm = plan.P + plan.K;
-  // Intermediates stay float32 so half inputs are rounded once, at the output.
-  auto merged = [&](ConstTokens x, std::vector<float>& buf) {
-    buf.resize((size_t)B * Tm * C);
-    Tokens y{buf.data(), DType::F32, B, Tm, C};
-    merge_cpu(plan, x, y);
+  // Intermediates stay float32 so half inputs are rounded once, at the output; their buffers
+  // come from the scratch pool (no page faults or zeroing per call).
+  const size_t n = (size_t)B * Tm * C;
+  auto merged = [&](ConstTokens x, const Scratch& buf) {
+    merge_cpu(plan, x, Tokens{buf.data(), DType::F32, B, Tm, C});
     return ConstTokens{buf.data(), DType::F32, B, Tm, C};
   };
-  std::vector<float> mq, mk, mv, mo;
+  Scratch mk(n), mv(n);
   AttentionParams a;
   a.k = merged(p.k, mk);
   a.v = merged(p.v, mv);
@@ -39,8 +40,8 @@ void merge_attention_unmerge_cpu(const Plan& plan, const MergeAttentionParams& p
     attention_cpu(a);
     return;
   }
+  Scratch mq(n), mo(n);
   a.q = merged(p.q, mq);
-  mo.resize((size_t)B * Tm * C);
   a.out = Tokens{mo.data(), DType::F32, B, Tm, C};
   attention_cpu(a);
   unmerge_cpu(plan, ConstTokens{mo.data(), DType::F32, B, Tm, C}, p.out);
