@@ -29,12 +29,13 @@ namespace {
 // A region's tokens as float32 rows, with 1 / max(||x||, 1e-6) in float64.
 struct RegionRows {
   int n = 0, C = 0;
-  std::vector<float> X;
+  std::vector<float> X;          // converted rows (half inputs only)
+  std::vector<const float*> rp;  // row pointers: into x itself for float32 inputs, else into X
   std::vector<double> inv;
   // Cosine similarities in float64 when selection computed them (small regions), so the weights
   // reuse them instead of computing the dot products again.
   std::vector<double> S;
-  const float* row(int i) const { return X.data() + (size_t)i * C; }
+  const float* row(int i) const { return rp[i]; }
 };
 
 void load_region(ConstTokens x, int P, const Regions& R, int r, int b, RegionRows& out) {
@@ -42,15 +43,21 @@ void load_region(ConstTokens x, int P, const Regions& R, int r, int b, RegionRow
   const int n = R.size(r), C = x.C;
   out.n = n;
   out.C = C;
-  out.X.resize((size_t)n * C);
+  out.rp.resize(n);
   out.inv.resize(n);
+  if (x.dtype != DType::F32) out.X.resize((size_t)n * C);
   const int32_t* tok = R.tokens.data() + R.offsets[r];
   const size_t esz = dtype_size(x.dtype);
   for (int i = 0; i < n; ++i) {
     const char* src = static_cast<const char*>(x.data) + (((size_t)b * x.T + P + tok[i]) * C) * esz;
-    float* dst = out.X.data() + (size_t)i * C;
-    to_f32(src, x.dtype, dst, C);
-    const double norm = std::sqrt(K.dot_f64(dst, dst, C));
+    if (x.dtype == DType::F32) {
+      out.rp[i] = reinterpret_cast<const float*>(src);  // read in place: no copy of x
+    } else {
+      float* dst = out.X.data() + (size_t)i * C;
+      to_f32(src, x.dtype, dst, C);
+      out.rp[i] = dst;
+    }
+    const double norm = std::sqrt(K.dot_f64(out.rp[i], out.rp[i], C));
     out.inv[i] = 1.0 / std::max(norm, 1e-6);
   }
 }
@@ -68,16 +75,32 @@ std::vector<int32_t> select_in_region(RegionRows& rr, int k, double coverage) {
   const bool keep = n <= kKeepSimilarityUpTo;
   std::vector<float> S((size_t)n * n);
   if (keep) rr.S.assign((size_t)n * n, 0.0);
-  auto rows = [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i)
-      for (int j = 0; j <= (int)i; ++j) {
-        const double c = cosine(rr, (int)i, j);
-        S[(size_t)i * n + j] = S[(size_t)j * n + i] = (float)c;
-        if (keep) rr.S[(size_t)i * n + j] = rr.S[(size_t)j * n + i] = c;
+  const CpuKernels& K = cpu_kernels();
+  if (K.gram_f64 && n <= 64) {
+    // Small regions (the tiles): one register-blocked float64 Gram matrix instead of n^2 / 2
+    // separate dot products.
+    std::vector<double> Xd((size_t)n * rr.C), G((size_t)n * n);
+    for (int i = 0; i < n; ++i)
+      for (int c = 0; c < rr.C; ++c) Xd[(size_t)i * rr.C + c] = rr.row(i)[c];
+    K.gram_f64(Xd.data(), n, rr.C, G.data());
+    for (int i = 0; i < n; ++i)
+      for (int j = 0; j < n; ++j) {
+        const double c = G[(size_t)i * n + j] * rr.inv[i] * rr.inv[j];
+        S[(size_t)i * n + j] = (float)c;
+        if (keep) rr.S[(size_t)i * n + j] = c;
       }
-  };
-  if (n >= 256) parallel_for(n, 16, rows);
-  else rows(0, n);
+  } else {
+    auto rows = [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i)
+        for (int j = 0; j <= (int)i; ++j) {
+          const double c = cosine(rr, (int)i, j);
+          S[(size_t)i * n + j] = S[(size_t)j * n + i] = (float)c;
+          if (keep) rr.S[(size_t)i * n + j] = rr.S[(size_t)j * n + i] = c;
+        }
+    };
+    if (n >= 256) parallel_for(n, 16, rows);
+    else rows(0, n);
+  }
   double stop_at = INFINITY;
   if (coverage > 0) {
     double fV = 0;  // f(V) = sum_i max_j s_ij

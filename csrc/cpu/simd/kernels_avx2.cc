@@ -140,7 +140,7 @@ float exp2_sum(float* x, float m, int n) {
 
 }  // namespace
 
-const CpuKernels kAvx2Kernels = {"avx2", MR, NR, gemm, dot, dot_f64, axpy, scale, max, exp2_sum};
+const CpuKernels kAvx2Kernels = {"avx2", MR, NR, gemm, dot, dot_f64, axpy, scale, max, exp2_sum, nullptr};
 
 }  // namespace toma
 #endif

@@ -70,6 +70,6 @@ float exp2_sum(float* x, float m, int n) {
 
 }  // namespace
 
-const CpuKernels kScalarKernels = {"scalar", MR, NR, gemm, dot, dot_f64, axpy, scale, max, exp2_sum};
+const CpuKernels kScalarKernels = {"scalar", MR, NR, gemm, dot, dot_f64, axpy, scale, max, exp2_sum, nullptr};
 
 }  // namespace toma
