@@ -5,6 +5,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { addonPath } from './native';
 import { backend } from './backend';
 import { runInfo } from './cli/info';
+import { parseGrid, runPatch } from './cli/patch';
 
 function positiveInt(name: string) {
   return (v: string): number => {
@@ -40,6 +41,23 @@ export function buildProgram(): Command {
     .option('--ratio <r>', 'merge ratio in [0, 1)', ratioArg, 0.5)
     .action(async (o) => {
       await runInfo(o);
+    });
+  program
+    .command('patch')
+    .description('print the attention blocks of an ONNX model, then write it patched with toma (never overwrites the input)')
+    .argument('<in>', 'input .onnx model')
+    .argument('<out>', 'output .onnx model')
+    .option('--ratio <r>', 'merge ratio in [0, 1)', ratioArg, 0.5)
+    .option('--mode <mode>', "patch mode passed to patchModel (e.g. 'standard-ops')")
+    .option('--grid <HxW>', 'token grid where the graph cannot tell it (e.g. 64x64, or 1x40 for a text line)', (v: string) => {
+      try {
+        return parseGrid(v);
+      } catch (e) {
+        throw new InvalidArgumentError((e as Error).message);
+      }
+    })
+    .action(async (input: string, output: string, o: { ratio: number; mode?: string; grid?: [number, number] }) => {
+      await runPatch(input, output, o);
     });
   return program;
 }

@@ -22,3 +22,10 @@ export type { OnnxModel, ModelSource, ReadOptions, WriteOptions, WriteReport, Pa
 export { GraphIndex, nodeName, tensorValues } from './graph';
 export { ShapeInfo } from './shapes';
 export type { Dim, Shape } from './shapes';
+export { createSession } from './session';
+export type { CreateSessionOptions } from './session';
+export type { OrtTensor, OrtSessionOptions, OrtRunOptions, PatchMode, SessionOptions, SessionStats, TomaSession } from './session-types';
+export { createSegmentSession, defaultDenseBlocks } from './segments';
+export type { SegmentOptions, SegmentBlock, SegmentSessionStats } from './segments';
+export { patchModel, createStandardOpsSession } from './standard-ops';
+export type { PatchModelOptions, PatchOptions, PatchReport, PatchedBlock, PatchGroup, PlanTensorInfo, StandardOpsSession, StandardOpsStats } from './standard-ops';
