@@ -10,21 +10,40 @@ namespace {
 const napi_type_tag kPlanTag = {0x746f6d61706c616eULL, 0x8c1f2b7e5a3d9e01ULL};
 }  // namespace
 
+template <Napi::Value (PlanObject::*M)(const Napi::CallbackInfo&)>
+napi_value PlanObject::Guarded(napi_env env, napi_callback_info cbinfo) {
+  return Napi::details::WrapCallback(env, [&]() -> napi_value {
+    Napi::CallbackInfo info(env, cbinfo);
+    Napi::Value self = info.This();
+    if (!self.IsObject() || !self.As<Napi::Object>().CheckTypeTag(&kPlanTag))
+      throw_type(info.Env(), std::string("Plan.") + static_cast<const char*>(info.Data()) +
+                                 ": `this` must be a toma.Plan from toma.computePlan(), got " + describe(self));
+    return (Unwrap(self.As<Napi::Object>())->*M)(info);
+  });
+}
+
+template <Napi::Value (PlanObject::*M)(const Napi::CallbackInfo&)>
+Napi::ClassPropertyDescriptor<PlanObject> PlanObject::Getter(const char* name) {
+  napi_property_descriptor d = {name, nullptr, nullptr, &Guarded<M>, nullptr, nullptr, napi_default,
+                                const_cast<char*>(name)};
+  return Napi::ClassPropertyDescriptor<PlanObject>(d);
+}
+
 Napi::FunctionReference PlanObject::Init(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = DefineClass(env, "Plan", {
-      InstanceAccessor<&PlanObject::K>("K"),
-      InstanceAccessor<&PlanObject::B>("B"),
-      InstanceAccessor<&PlanObject::N>("N"),
-      InstanceAccessor<&PlanObject::P>("prefix"),
-      InstanceAccessor<&PlanObject::Grid>("grid"),
-      InstanceAccessor<&PlanObject::Ratio>("ratio"),
-      InstanceAccessor<&PlanObject::Tau>("tau"),
-      InstanceAccessor<&PlanObject::Hard>("hard"),
-      InstanceAccessor<&PlanObject::Region>("region"),
-      InstanceAccessor<&PlanObject::ShareBatch>("shareBatch"),
-      InstanceAccessor<&PlanObject::Bytes>("bytes"),
-      InstanceAccessor<&PlanObject::Destinations>("destinations"),
-      InstanceMethod<&PlanObject::Matrices>("matrices"),
+      Getter<&PlanObject::K>("K"),
+      Getter<&PlanObject::B>("B"),
+      Getter<&PlanObject::N>("N"),
+      Getter<&PlanObject::P>("prefix"),
+      Getter<&PlanObject::Grid>("grid"),
+      Getter<&PlanObject::Ratio>("ratio"),
+      Getter<&PlanObject::Tau>("tau"),
+      Getter<&PlanObject::Hard>("hard"),
+      Getter<&PlanObject::Region>("region"),
+      Getter<&PlanObject::ShareBatch>("shareBatch"),
+      Getter<&PlanObject::Bytes>("bytes"),
+      Getter<&PlanObject::Destinations>("destinations"),
+      InstanceMethod<&PlanObject::Matrices>("matrices"),  // V8 checks its receiver (TypeError)
   });
   exports.Set("Plan", ctor);
   return Napi::Persistent(ctor);

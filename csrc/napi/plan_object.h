@@ -34,6 +34,14 @@ class PlanObject : public Napi::ObjectWrap<PlanObject> {
   Napi::Value Destinations(const Napi::CallbackInfo& info);
   Napi::Value Matrices(const Napi::CallbackInfo& info);
 
+  // Accessors go through this guard: one called with a `this` that is not a Plan
+  // (a borrowed getter, Object.create(Plan.prototype)) throws a TypeError naming the member
+  // instead of node-addon-api's bare Error 'Invalid argument'.
+  template <Napi::Value (PlanObject::*M)(const Napi::CallbackInfo&)>
+  static napi_value Guarded(napi_env env, napi_callback_info cbinfo);
+  template <Napi::Value (PlanObject::*M)(const Napi::CallbackInfo&)>
+  static Napi::ClassPropertyDescriptor<PlanObject> Getter(const char* name);
+
   std::shared_ptr<const Plan> plan_;
   int64_t reported_ = 0;
 };

@@ -7,7 +7,7 @@
 namespace toma {
 
 struct RegionSpec {
-  enum Kind { Tile = 0, Stripe = 1, Global = 2 };
+  enum Kind : int { Tile = 0, Stripe = 1, Global = 2 };
   Kind kind = Tile;
   int th = 4, tw = 4;  // tile
   int rows = 1;        // stripe

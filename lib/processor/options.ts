@@ -164,7 +164,7 @@ function checkRegion(r: unknown): void {
   const bad = () => new RangeError(`options.region must be { kind: 'tile', th, tw }, { kind: 'stripe', rows } or { kind: 'global' }, got ${JSON.stringify(r)}`);
   if (r === null || typeof r !== 'object') throw bad();
   const g = r as Record<string, unknown>;
-  const pos = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 1;
+  const pos = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 2 ** 31 - 1; // the addon's int32 bound
   if (g.kind === 'tile' && pos(g.th) && pos(g.tw)) return;
   if (g.kind === 'stripe' && pos(g.rows)) return;
   if (g.kind === 'global') return;

@@ -55,7 +55,7 @@ interface GroupState extends GroupHistory {
 
 function shapeOf(t: Tensor, name: string): [number, number, number] {
   if (t === null || typeof t !== 'object' || !Array.isArray(t.shape) || t.shape.length !== 3)
-    throw new TypeError(`${name} must be a tensor { data, shape: [B, T, C], dtype }`);
+    throw new TypeError(`${name} must be a tensor { data, shape: [B, T, C], dtype }${t !== null && typeof t === 'object' ? `: ${name}.shape is not [B, T, C]` : ''}`);
   return t.shape as [number, number, number];
 }
 
@@ -130,6 +130,12 @@ class TomaProcessor implements Processor {
     }
     const prefix = call.prefix ?? 0;
     const grid = call.grid;
+    // Checked here because the plan key below stringifies them (a Symbol would throw unnamed).
+    if (!Array.isArray(grid) || grid.length !== 2 || typeof grid[0] !== 'number' || typeof grid[1] !== 'number')
+      throw new TypeError(`call.grid must be [H, W] (two numbers), got ${Array.isArray(grid) ? `an array of length ${grid.length}` : typeof grid}`);
+    if (!grid.every((d) => Number.isInteger(d) && d >= 1 && d <= 65536))
+      throw new RangeError(`call.grid must be [H, W] with integers in [1, 65536], got [${grid.map(String).join(', ')}]`);
+    if (typeof prefix !== 'number') throw new TypeError(`call.prefix must be an integer >= 0, got ${typeof prefix}`);
     const groupName = o.group(call.block, { grid, channels: C });
     if (typeof groupName !== 'string') throw new TypeError(`options.group('${call.block}') must return a string`);
     // Plans are shared only between calls they fit.
@@ -204,6 +210,12 @@ class TomaProcessor implements Processor {
         random: o.seed !== false,
         seed: o.seed === false ? 0 : (o.seed + this.step * 7919 + this.images * 104729) % 2 ** 31,
       });
+    // The assignment is built here, before the addon sees x: bound its size by x's data first.
+    const len = ArrayBuffer.isView(x?.data) ? (x.data as ArrayLike<number>).length : 0;
+    if (!(B * grid[0] * grid[1] <= len))
+      throw new RangeError(
+        `call.grid ${JSON.stringify(grid)} with batch ${B} needs ${B * grid[0] * grid[1]} image tokens, more than x.data (call.x or k.data) holds (${len} values)`,
+      );
     const { assignment, K } = todoAssignment(B, grid[0], grid[1], r);
     return assignmentPlan(assignment, { grid, K, prefix });
   }
