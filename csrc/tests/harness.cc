@@ -116,6 +116,11 @@ Tensor poisoned_tensor(toma::DType dt, int B, int T, int C) {
   return t;
 }
 
+static std::string g_self = "/proc/self/exe";
+
+// Where this executable is: argv[0] resolved at start (falls back to /proc/self/exe).
+static const std::string& self_path() { return g_self; }
+
 int run_self(const std::vector<std::string>& args,
              const std::vector<std::pair<std::string, std::string>>& env) {
   std::string line = "---- child process: toma_tests";
@@ -141,10 +146,13 @@ int run_self(const std::vector<std::string>& args,
   argv.push_back(nullptr);
   for (auto& s : envs) envp.push_back(&s[0]);
   envp.push_back(nullptr);
+  // The executable's own path, from main(): under valgrind /proc/self/exe names valgrind's tool,
+  // which cannot be exec'd like that (the child then runs natively, outside valgrind).
+  const std::string self = self_path();
   const pid_t pid = fork();
   if (pid < 0) return 127;
   if (pid == 0) {
-    execve("/proc/self/exe", argv.data(), envp.data());
+    execve(self.c_str(), argv.data(), envp.data());
     _exit(127);
   }
   int status = 0;
@@ -177,6 +185,10 @@ std::vector<std::string> available_isas() {
 int main(int argc, char** argv) {
   using namespace tt;
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  if (char* real = realpath(argv[0], nullptr)) {
+    g_self = real;
+    std::free(real);
+  }
   std::map<std::string, int> per_suite;
   for (const auto& c : cases()) per_suite[c.suite]++;
   if (argc < 2 || std::strcmp(argv[1], "--list") == 0) {
