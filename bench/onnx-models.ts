@@ -86,6 +86,10 @@ export async function createSession(model: Uint8Array, o: PeerOptions): Promise<
     interOpNumThreads: 1,
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',
+    // onnxruntime's pool threads spin inside a run (its fastest setting) but would go on spinning
+    // after it and take CPU from whatever runs next in the process (toma's timings here):
+    // force_spinning_stop ends the spin when a run returns.
+    extra: { session: { force_spinning_stop: '1' } },
   });
 }
 

@@ -21,6 +21,34 @@ constexpr int kKeyBlock = 256;   // multiple of every kernel's nr (32, 16)
 
 inline int round_up(int a, int b) { return (a + b - 1) / b * b; }
 
+// Channels [c0, c0 + D) of row j of batch b as float32: straight from t, or summed through g.
+void load_row(const ConstTokens& t, const RowGather* g, int b, int j, int c0, int D, float* dst, float* tmp) {
+  if (!g) {
+    const char* src = static_cast<const char*>(t.data) + (((size_t)b * t.T + j) * t.C + c0) * dtype_size(t.dtype);
+    to_f32(src, t.dtype, dst, D);
+    return;
+  }
+  const ConstTokens& s = g->src;
+  const size_t es = dtype_size(s.dtype);
+  auto row = [&](int r) { return static_cast<const char*>(s.data) + (((size_t)b * s.T + r) * s.C + c0) * es; };
+  if (j < g->prefix) {
+    to_f32(row(j), s.dtype, dst, D);
+    return;
+  }
+  const CpuKernels& K = cpu_kernels();
+  std::fill(dst, dst + D, 0.f);
+  const int64_t* ptr = g->ptr[b];
+  for (int64_t e = ptr[j - g->prefix]; e < ptr[j - g->prefix + 1]; ++e) {
+    const char* r = row(g->prefix + g->idx[b][e]);
+    const float* rf = reinterpret_cast<const float*>(r);
+    if (s.dtype != DType::F32) {
+      to_f32(r, s.dtype, tmp, D);
+      rf = tmp;
+    }
+    K.axpy(dst, g->w[b][e], rf, D);
+  }
+}
+
 }  // namespace
 
 void attention_cpu(const AttentionParams& p) {
@@ -30,11 +58,12 @@ void attention_cpu(const AttentionParams& p) {
   const float scale = p.scale > 0 ? p.scale : 1.0f / std::sqrt((float)D);
   const float qs = scale * 1.4426950408889634f;  // scores in log2 units: softmax by exp2
   const int TkP = round_up(Tk, NR), Dpan = (D + NR - 1) / NR, Dp = Dpan * NR;
-  const size_t qes = dtype_size(p.q.dtype), kes = dtype_size(p.k.dtype), ves = dtype_size(p.v.dtype);
   const size_t oes = dtype_size(p.out.dtype);
-  Scratch kt_buf((size_t)TkP * D), vp_buf((size_t)Dpan * TkP * NR);
-  float* const Ktp = kt_buf.data();
-  float* const Vpp = vp_buf.data();
+  const int BH = B * H, panels = TkP / NR;
+  const size_t kt_size = (size_t)TkP * D, vp_size = (size_t)Dpan * TkP * NR;
+  // Every (batch, head) is packed first, then one parallel loop runs over all (batch, head,
+  // query block): no barrier per head, and the threads stay balanced when a head has few blocks.
+  Scratch kt_buf(kt_size * BH), vp_buf(vp_size * BH);
   const int qblocks = (Tq + kQueryBlock - 1) / kQueryBlock;
   // The key bias in the kernel's log2 units.
   std::vector<float> bias;
@@ -43,83 +72,83 @@ void attention_cpu(const AttentionParams& p) {
     for (size_t i = 0; i < bias.size(); ++i) bias[i] = p.key_bias[i] * 1.4426950408889634f;
   }
 
-  for (int b = 0; b < B; ++b)
-    for (int h = 0; h < H; ++h) {
-      // Pack: Kt as [TkP / NR][D][NR], V as [Dpan][TkP][NR]; padding is zero.
-      parallel_for(TkP / NR, 4, [&](int64_t p0, int64_t p1) {
-        std::vector<float> row(std::max(D, 1));
-        for (int64_t jp = p0; jp < p1; ++jp)
-          for (int jj = 0; jj < NR; ++jj) {
-            const int j = (int)jp * NR + jj;
-            if (j < Tk) {
-              const char* ks = static_cast<const char*>(p.k.data) + (((size_t)b * Tk + j) * C + (size_t)h * D) * kes;
-              to_f32(ks, p.k.dtype, row.data(), D);
-              for (int d = 0; d < D; ++d) Ktp[((size_t)jp * D + d) * NR + jj] = row[d];
-              const char* vs = static_cast<const char*>(p.v.data) + (((size_t)b * Tk + j) * C + (size_t)h * D) * ves;
-              to_f32(vs, p.v.dtype, row.data(), D);
-              for (int d = 0; d < Dp; ++d)
-                Vpp[((size_t)(d / NR) * TkP + j) * NR + d % NR] = d < D ? row[d] : 0.f;
-            } else {
-              for (int d = 0; d < D; ++d) Ktp[((size_t)jp * D + d) * NR + jj] = 0.f;
-              for (int d = 0; d < Dp; ++d) Vpp[((size_t)(d / NR) * TkP + j) * NR + d % NR] = 0.f;
-            }
-          }
-      });
-
-      parallel_for(qblocks, 1, [&](int64_t blk0, int64_t blk1) {
-        std::vector<float> Q((size_t)kQueryBlock * D), S((size_t)kQueryBlock * kKeyBlock);
-        std::vector<float> O((size_t)kQueryBlock * Dp), m(kQueryBlock), l(kQueryBlock), orow(Dp);
-        for (int64_t blk = blk0; blk < blk1; ++blk) {
-          const int q0 = (int)blk * kQueryBlock, mb = std::min(kQueryBlock, Tq - q0);
-          const int mbp = round_up(mb, MR);
-          for (int i = 0; i < mbp; ++i) {
-            float* qr = Q.data() + (size_t)i * D;
-            if (i < mb) {
-              const char* qsrc = static_cast<const char*>(p.q.data) + (((size_t)b * Tq + q0 + i) * C + (size_t)h * D) * qes;
-              to_f32(qsrc, p.q.dtype, qr, D);
-              K.scale(qr, qs, D);
-            } else {
-              std::fill(qr, qr + D, 0.f);
-            }
-          }
-          std::fill(O.begin(), O.begin() + (size_t)mbp * Dp, 0.f);
-          std::fill(m.begin(), m.end(), -std::numeric_limits<float>::infinity());
-          std::fill(l.begin(), l.end(), 0.f);
-          for (int j0 = 0; j0 < TkP; j0 += kKeyBlock) {
-            const int nb = std::min(kKeyBlock, TkP - j0);
-            // Panel-major: one key panel (D x NR) stays in L1 across all row tiles.
-            for (int jp = 0; jp < nb; jp += NR)
-              for (int i0 = 0; i0 < mbp; i0 += MR)
-                K.gemm(D, Q.data() + (size_t)i0 * D, D, Ktp + (size_t)(j0 + jp) * D,
-                       S.data() + (size_t)i0 * kKeyBlock + jp, kKeyBlock, 0);
-            const int valid = std::min(nb, Tk - j0);
-            const float* kb = bias.empty() ? nullptr : bias.data() + (size_t)b * Tk + j0;
-            for (int i = 0; i < mbp; ++i) {
-              float* s = S.data() + (size_t)i * kKeyBlock;
-              if (kb) K.axpy(s, 1.f, kb, valid);
-              for (int j = valid; j < nb; ++j) s[j] = -std::numeric_limits<float>::infinity();
-              const float mx = K.max(s, nb);
-              const float mnew = std::max(m[i], mx);
-              const float alpha = std::exp2(m[i] - mnew);  // m = -inf on the first block: 0
-              l[i] = l[i] * alpha + K.exp2_sum(s, mnew, nb);
-              m[i] = mnew;
-              if (alpha != 1.f) K.scale(O.data() + (size_t)i * Dp, alpha, Dp);
-            }
-            for (int dp = 0; dp < Dpan; ++dp)
-              for (int i0 = 0; i0 < mbp; i0 += MR)
-                K.gemm(nb, S.data() + (size_t)i0 * kKeyBlock, kKeyBlock,
-                       Vpp + ((size_t)dp * TkP + j0) * NR, O.data() + (size_t)i0 * Dp + dp * NR,
-                       Dp, 1);
-          }
-          for (int i = 0; i < mb; ++i) {
-            const float inv = 1.f / l[i];
-            for (int d = 0; d < D; ++d) orow[d] = O[(size_t)i * Dp + d] * inv;
-            char* dst = static_cast<char*>(p.out.data) + (((size_t)b * Tq + q0 + i) * C + (size_t)h * D) * oes;
-            from_f32(orow.data(), dst, p.out.dtype, D);
-          }
+  // Pack: Kt as [TkP / NR][D][NR], V as [Dpan][TkP][NR] per (batch, head); padding is zero.
+  parallel_for((int64_t)BH * panels, 8, [&](int64_t p0, int64_t p1) {
+    std::vector<float> row(std::max(D, 1)), tmp(std::max(D, 1));
+    for (int64_t t = p0; t < p1; ++t) {
+      const int bh = (int)(t / panels), jp = (int)(t % panels), b = bh / H, h = bh % H;
+      float* const Ktp = kt_buf.data() + (size_t)bh * kt_size;
+      float* const Vpp = vp_buf.data() + (size_t)bh * vp_size;
+      for (int jj = 0; jj < NR; ++jj) {
+        const int j = jp * NR + jj;
+        if (j < Tk) {
+          load_row(p.k, p.k_rows, b, j, h * D, D, row.data(), tmp.data());
+          for (int d = 0; d < D; ++d) Ktp[((size_t)jp * D + d) * NR + jj] = row[d];
+          load_row(p.v, p.v_rows, b, j, h * D, D, row.data(), tmp.data());
+          for (int d = 0; d < Dp; ++d) Vpp[((size_t)(d / NR) * TkP + j) * NR + d % NR] = d < D ? row[d] : 0.f;
+        } else {
+          for (int d = 0; d < D; ++d) Ktp[((size_t)jp * D + d) * NR + jj] = 0.f;
+          for (int d = 0; d < Dp; ++d) Vpp[((size_t)(d / NR) * TkP + j) * NR + d % NR] = 0.f;
         }
-      });
+      }
     }
+  });
+
+  parallel_for((int64_t)BH * qblocks, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<float> Q((size_t)kQueryBlock * D), S((size_t)kQueryBlock * kKeyBlock);
+    std::vector<float> O((size_t)kQueryBlock * Dp), m(kQueryBlock), l(kQueryBlock), orow(Dp), tmp(Dp);
+    for (int64_t t = t0; t < t1; ++t) {
+      const int bh = (int)(t / qblocks), blk = (int)(t % qblocks), b = bh / H, h = bh % H;
+      const float* const Ktp = kt_buf.data() + (size_t)bh * kt_size;
+      const float* const Vpp = vp_buf.data() + (size_t)bh * vp_size;
+      const int q0 = blk * kQueryBlock, mb = std::min(kQueryBlock, Tq - q0);
+      const int mbp = round_up(mb, MR);
+      for (int i = 0; i < mbp; ++i) {
+        float* qr = Q.data() + (size_t)i * D;
+        if (i < mb) {
+          load_row(p.q, p.q_rows, b, q0 + i, h * D, D, qr, tmp.data());
+          K.scale(qr, qs, D);
+        } else {
+          std::fill(qr, qr + D, 0.f);
+        }
+      }
+      std::fill(O.begin(), O.begin() + (size_t)mbp * Dp, 0.f);
+      std::fill(m.begin(), m.end(), -std::numeric_limits<float>::infinity());
+      std::fill(l.begin(), l.end(), 0.f);
+      for (int j0 = 0; j0 < TkP; j0 += kKeyBlock) {
+        const int nb = std::min(kKeyBlock, TkP - j0);
+        // Panel-major: one key panel (D x NR) stays in L1 across all row tiles.
+        for (int jp = 0; jp < nb; jp += NR)
+          for (int i0 = 0; i0 < mbp; i0 += MR)
+            K.gemm(D, Q.data() + (size_t)i0 * D, D, Ktp + (size_t)(j0 + jp) * D,
+                   S.data() + (size_t)i0 * kKeyBlock + jp, kKeyBlock, 0);
+        const int valid = std::min(nb, Tk - j0);
+        const float* kb = bias.empty() ? nullptr : bias.data() + (size_t)b * Tk + j0;
+        for (int i = 0; i < mbp; ++i) {
+          float* s = S.data() + (size_t)i * kKeyBlock;
+          if (kb) K.axpy(s, 1.f, kb, valid);
+          for (int j = valid; j < nb; ++j) s[j] = -std::numeric_limits<float>::infinity();
+          const float mx = K.max(s, nb);
+          const float mnew = std::max(m[i], mx);
+          const float alpha = std::exp2(m[i] - mnew);  // m = -inf on the first block: 0
+          l[i] = l[i] * alpha + K.exp2_sum(s, mnew, nb);
+          m[i] = mnew;
+          if (alpha != 1.f) K.scale(O.data() + (size_t)i * Dp, alpha, Dp);
+        }
+        for (int dp = 0; dp < Dpan; ++dp)
+          for (int i0 = 0; i0 < mbp; i0 += MR)
+            K.gemm(nb, S.data() + (size_t)i0 * kKeyBlock, kKeyBlock,
+                   Vpp + ((size_t)dp * TkP + j0) * NR, O.data() + (size_t)i0 * Dp + dp * NR,
+                   Dp, 1);
+      }
+      for (int i = 0; i < mb; ++i) {
+        const float inv = 1.f / l[i];
+        for (int d = 0; d < D; ++d) orow[d] = O[(size_t)i * Dp + d] * inv;
+        char* dst = static_cast<char*>(p.out.data) + (((size_t)b * Tq + q0 + i) * C + (size_t)h * D) * oes;
+        from_f32(orow.data(), dst, p.out.dtype, D);
+      }
+    }
+  });
 }
 
 }  // namespace toma

@@ -50,13 +50,25 @@ int greedy_facility_location(const float* S, int n, int k, int32_t* picked, doub
   };
 
   if (n <= 64) {
+    // All candidates' gains in one sweep over i: the inner loop runs over candidates c with
+    // independent sums, so it vectorises, and each gain is still summed over i in order (the
+    // same value gain_of gives).
+    double g[64];
     for (int t = 1; t < k; ++t) {
+      for (int c = 0; c < n; ++c) g[c] = 0;
+      for (int i = 0; i < n; ++i) {
+        const float* row = S + (size_t)i * n;  // S symmetric: row i holds s_ic for every c
+        const double mi = m[i];
+        for (int c = 0; c < n; ++c) {
+          const double d = row[c] - mi;
+          g[c] += d > 0 ? d : 0;
+        }
+      }
       int c_best = -1;
       double g_best = -1;
       for (int c = 0; c < n; ++c) {
         if (taken[c]) continue;
-        const double g = gain_of(S, n, c, m.data());
-        if (g > g_best) g_best = g, c_best = c;  // strict: ties keep the lowest index
+        if (g[c] > g_best) g_best = g[c], c_best = c;  // strict: ties keep the lowest index
       }
       take(c_best, g_best, t);
       if (f >= stop_at) return t + 1;

@@ -6,24 +6,37 @@
 
 #include "core/scratch.h"
 #include "ops/attention.h"
-#include "ops/merge.h"
 #include "ops/unmerge.h"
 
 namespace toma {
 
 void merge_attention_unmerge_cpu(const Plan& plan, const MergeAttentionParams& p) {
   const int B = plan.B, C = p.q.C, Tm = plan.P + plan.K;
-  // Intermediates stay float32 so half inputs are rounded once, at the output; their buffers
-  // come from the scratch pool (no page faults or zeroing per call).
-  const size_t n = (size_t)B * Tm * C;
-  auto merged = [&](ConstTokens x, const Scratch& buf) {
-    merge_cpu(plan, x, Tokens{buf.data(), DType::F32, B, Tm, C});
-    return ConstTokens{buf.data(), DType::F32, B, Tm, C};
+  // Merged q/k/v are gathered on the fly by the attention kernel (no merged copies are written);
+  // the merged output stays float32, so half inputs are rounded once, at the output.
+  std::vector<const int64_t*> ptr(B);
+  std::vector<const int32_t*> idx(B);
+  std::vector<const float*> w(B);
+  for (int b = 0; b < B; ++b) {
+    ptr[b] = plan.weights[b].mptr.data();
+    idx[b] = plan.weights[b].midx.data();
+    w[b] = plan.weights[b].mw.data();
+  }
+  auto gather = [&](ConstTokens x) {
+    RowGather g;
+    g.src = x;
+    g.prefix = plan.P;
+    g.ptr = ptr.data();
+    g.idx = idx.data();
+    g.w = w.data();
+    return g;
   };
-  Scratch mk(n), mv(n);
+  const RowGather qg = gather(p.q), kg = gather(p.k), vg = gather(p.v);
+  const ConstTokens merged_shape{nullptr, DType::F32, B, Tm, C};
   AttentionParams a;
-  a.k = merged(p.k, mk);
-  a.v = merged(p.v, mv);
+  a.k = a.v = merged_shape;
+  a.k_rows = &kg;
+  a.v_rows = &vg;
   a.heads = p.heads;
   a.scale = p.scale;
   std::vector<float> bias;
@@ -40,8 +53,9 @@ void merge_attention_unmerge_cpu(const Plan& plan, const MergeAttentionParams& p
     attention_cpu(a);
     return;
   }
-  Scratch mq(n), mo(n);
-  a.q = merged(p.q, mq);
+  Scratch mo((size_t)B * Tm * C);
+  a.q = merged_shape;
+  a.q_rows = &qg;
   a.out = Tokens{mo.data(), DType::F32, B, Tm, C};
   attention_cpu(a);
   unmerge_cpu(plan, ConstTokens{mo.data(), DType::F32, B, Tm, C}, p.out);

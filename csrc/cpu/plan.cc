@@ -38,7 +38,8 @@ struct RegionRows {
   const float* row(int i) const { return rp[i]; }
 };
 
-void load_region(ConstTokens x, int P, const Regions& R, int r, int b, RegionRows& out) {
+// norms = false leaves inv to the caller (the Gram path reads the norms off its diagonal).
+void load_region(ConstTokens x, int P, const Regions& R, int r, int b, RegionRows& out, bool norms = true) {
   const CpuKernels& K = cpu_kernels();
   const int n = R.size(r), C = x.C;
   out.n = n;
@@ -57,8 +58,7 @@ void load_region(ConstTokens x, int P, const Regions& R, int r, int b, RegionRow
       to_f32(src, x.dtype, dst, C);
       out.rp[i] = dst;
     }
-    const double norm = std::sqrt(K.dot_f64(out.rp[i], out.rp[i], C));
-    out.inv[i] = 1.0 / std::max(norm, 1e-6);
+    if (norms) out.inv[i] = 1.0 / std::max(std::sqrt(K.dot_f64(out.rp[i], out.rp[i], C)), 1e-6);
   }
 }
 
@@ -68,6 +68,9 @@ double cosine(const RegionRows& rr, int i, int j) {
 
 constexpr int kKeepSimilarityUpTo = 1024;  // 8 MB of float64 similarities per region at most
 
+// Small regions (the tiles) get their similarities from one float64 Gram matrix.
+bool uses_gram(int n) { return cpu_kernels().gram_f64 != nullptr && n <= 64; }
+
 // Sorted local indices of the region's destinations: k of them, or with coverage > 0 the fewest
 // (at most k) whose facility-location coverage f(S) / f(V) reaches it.
 std::vector<int32_t> select_in_region(RegionRows& rr, int k, double coverage) {
@@ -76,13 +79,14 @@ std::vector<int32_t> select_in_region(RegionRows& rr, int k, double coverage) {
   std::vector<float> S((size_t)n * n);
   if (keep) rr.S.assign((size_t)n * n, 0.0);
   const CpuKernels& K = cpu_kernels();
-  if (K.gram_f64 && n <= 64) {
+  if (uses_gram(n)) {
     // Small regions (the tiles): one register-blocked float64 Gram matrix instead of n^2 / 2
     // separate dot products.
     std::vector<double> Xd((size_t)n * rr.C), G((size_t)n * n);
     for (int i = 0; i < n; ++i)
       for (int c = 0; c < rr.C; ++c) Xd[(size_t)i * rr.C + c] = rr.row(i)[c];
     K.gram_f64(Xd.data(), n, rr.C, G.data());
+    for (int i = 0; i < n; ++i) rr.inv[i] = 1.0 / std::max(std::sqrt(G[(size_t)i * n + i]), 1e-6);
     for (int i = 0; i < n; ++i)
       for (int j = 0; j < n; ++j) {
         const double c = G[(size_t)i * n + j] * rr.inv[i] * rr.inv[j];
@@ -298,7 +302,7 @@ void select_into(ConstTokens x, Plan& plan, std::vector<RegionRows>* keep) {
   // kept for the weights (a copy of all of x would cost more in page faults than it saves).
   auto select = [&](int64_t t, int k, double cov, RegionRows& scratch) {
     const int b = (int)(t / nR), r = (int)(t % nR);
-    load_region(x, plan.P, R, r, b, scratch);
+    load_region(x, plan.P, R, r, b, scratch, !uses_gram(R.size(r)));
     picks[t] = select_in_region(scratch, k, cov);
     if (keep && !scratch.S.empty()) {
       (*keep)[t].n = scratch.n;

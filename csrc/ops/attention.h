@@ -3,6 +3,18 @@
 
 namespace toma {
 
+// A tensor whose rows are sparse weighted sums of another's, read on the fly: row j < prefix is
+// src row j; row j >= prefix is sum over e in [ptr[b][j - prefix], ptr[b][j - prefix + 1]) of
+// w[b][e] * src row (prefix + idx[b][e]). Merge-attention-unmerge feeds attention merged q/k/v
+// this way, so the merged tensors are never written out.
+struct RowGather {
+  ConstTokens src;
+  int prefix = 0;
+  const int64_t* const* ptr = nullptr;
+  const int32_t* const* idx = nullptr;
+  const float* const* w = nullptr;
+};
+
 struct AttentionParams {
   ConstTokens q;  // [B, Tq, C]
   ConstTokens k;  // [B, Tk, C]
@@ -13,6 +25,10 @@ struct AttentionParams {
   // Optional [B, Tk] additive bias on every query's score of key j, in natural-log units (the
   // same for every head): log(mass) makes a merged key count as the tokens it stands for.
   const float* key_bias = nullptr;
+  // When set, q / k / v rows come from these gathers (q, k, v then give only B, T and C).
+  const RowGather* q_rows = nullptr;
+  const RowGather* k_rows = nullptr;
+  const RowGather* v_rows = nullptr;
 };
 
 // Exact softmax attention per head, blocked with an online softmax: memory is O(block), never

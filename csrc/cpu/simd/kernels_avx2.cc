@@ -109,8 +109,7 @@ inline __m256 exp2_ps(__m256 x) {
   x = _mm256_max_ps(x, lo);
   const __m256 n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m256 f = _mm256_sub_ps(x, n);
-  __m256 p = _mm256_set1_ps(1.525273380405984e-05f);
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.540353039338161e-04f));
+  __m256 p = _mm256_set1_ps(1.540353039338161e-04f);
   p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.3333558146428443e-03f));
   p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.618129107628477e-03f));
   p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.550410866482158e-02f));
