@@ -88,6 +88,7 @@ const SHAPES: Shape[] = [
 
 const MATMUL_N = 2048;
 const TOLERANCE = 1e-4;
+const SEED = 20250603;
 const ORT_DENSE = 'onnxruntime MHA (dense)';
 
 // ---------------------------------------------------------------------------------------------
@@ -116,11 +117,13 @@ function t(data: Float32Array, shape: number[]): Tensor {
   return toma.tensor(data, shape, 'float32');
 }
 
-async function benchShape(s: Shape, o: Options, rng: Rng, checks: Check[]): Promise<Row[]> {
+async function benchShape(s: Shape, o: Options, checks: Check[]): Promise<Row[]> {
   const { B, H, W, C, heads } = s;
   const N = H * W;
   const shape = [B, N, C];
   const denseFlops = attnFlops(B, N, N, C);
+  // Seeded per shape, so a run of one shape (--shape) sees the same data as a full run.
+  const rng = new Rng(SEED + SHAPES.indexOf(s) + 1);
   const [q, k, v, x] = [0, 1, 2, 3].map(() => rng.gaussianArray(B * N * C));
   const Q = t(q, shape);
   const Kt = t(k, shape);
@@ -207,7 +210,8 @@ function check(what: string, relError: number): Check {
 
 // ---------------------------------------------------------------------------------------------
 
-async function benchMatMul(o: Options, rng: Rng): Promise<Stats> {
+async function benchMatMul(o: Options): Promise<Stats> {
+  const rng = new Rng(SEED);
   const n = MATMUL_N;
   const session = await createSession(matMulModel(n, n, n), { threads: o.ortThreads });
   try {
@@ -245,15 +249,14 @@ async function main(): Promise<void> {
   console.log('');
 
   const contention = watchContention();
-  const rng = new Rng(20250603);
   const checks: Check[] = [];
   const shapes = o.shapes.length ? SHAPES.filter((s) => o.shapes.includes(s.name)) : SHAPES;
 
-  const matmul = await benchMatMul(o, rng);
+  const matmul = await benchMatMul(o);
   await sleep(200);
   const peak = matmul.gflops!;
   const rows: Row[] = [];
-  for (const s of shapes) rows.push(...(await benchShape(s, o, rng, checks)));
+  for (const s of shapes) rows.push(...(await benchShape(s, o, checks)));
 
   console.log(`onnxruntime MatMul ${MATMUL_N}^3 float32: median ${matmul.medianMs.toFixed(1)} ms ` +
     `(min ${matmul.minMs.toFixed(1)}, max ${matmul.maxMs.toFixed(1)}) = ${peak.toFixed(1)} GFLOP/s (practical peak)`);
@@ -295,6 +298,26 @@ async function main(): Promise<void> {
     verdicts.push({ target: '(b) toma dense attention vs onnxruntime MHA speed', measured: dense.vsOrt!, threshold: 0.8, unit: 'x', pass: dense.vsOrt! >= 0.8, reliable });
     const frac = dense.stats.gflops! / peak;
     verdicts.push({ target: `(c) toma dense GFLOP/s (${dense.stats.gflops!.toFixed(1)}) vs onnxruntime MatMul (${peak.toFixed(1)})`, measured: frac, threshold: 0.5, unit: 'of peak', pass: frac >= 0.5, reliable });
+  }
+  const part = (op: string) => rows.find((r) => r.shape === '64x64' && r.op === op && r.ratio === 0.5)?.stats.medianMs;
+  const ortDense = rows.find((r) => r.shape === '64x64' && r.op === ORT_DENSE)?.stats.medianMs;
+  const [tAll, tAttn, tPlan, tOrtMerged] = [
+    'toma.mergeAttentionUnmerge+computePlan',
+    'toma.attention (merged tokens)',
+    'toma.computePlan',
+    'onnxruntime MHA (merged tokens)',
+  ].map(part);
+  if (tAll !== undefined && tAttn !== undefined && tPlan !== undefined && tOrtMerged !== undefined && ortDense !== undefined) {
+    const rest = tAll - tAttn - tPlan;
+    const pct = (x: number) => `${((100 * x) / tAll).toFixed(0)}%`;
+    console.log('');
+    console.log(`where the time goes (64x64, ratio 0.5): mergeAttentionUnmerge+computePlan ${tAll.toFixed(1)} ms; ` +
+      `target (a) needs <= ${(ortDense / 3).toFixed(1)} ms (onnxruntime dense ${ortDense.toFixed(1)} / 3)`);
+    console.log(`  attention on the merged tokens      ${tAttn.toFixed(1).padStart(7)} ms  ${pct(tAttn)}  (onnxruntime MHA on the same tokens: ${tOrtMerged.toFixed(1)} ms)`);
+    console.log(`  computePlan                         ${tPlan.toFixed(1).padStart(7)} ms  ${pct(tPlan)}`);
+    console.log(`  rest: 3 merges, unmerge, checks,    ${rest.toFixed(1).padStart(7)} ms  ${pct(rest)}`);
+    console.log(`        buffers, call overhead`);
+    console.log(`  with onnxruntime's attention speed: ${(tAll - tAttn + tOrtMerged).toFixed(1)} ms = ${(ortDense / (tAll - tAttn + tOrtMerged)).toFixed(2)}x`);
   }
   console.log('');
   console.log('verdict (64x64, B=2, N=4096, C=640, 10 heads, ratio 0.5)');
