@@ -1,4 +1,4 @@
-// Writes dist/index.mjs, the `import` entry: it re-exports the CommonJS build by name so
+// Writes dist/index.mjs, the `import` entry (and marks dist/cli.js executable): it re-exports the CommonJS build by name so
 // `import { computePlan } from 'toma'` and `require('toma')` share one instance of the addon.
 'use strict';
 const fs = require('node:fs');
@@ -14,3 +14,5 @@ const body =
 fs.writeFileSync(path.join(dist, 'index.mjs'), body);
 const dts = "export * from './index.js';\n";
 fs.writeFileSync(path.join(dist, 'index.d.mts'), dts);
+// tsc writes files without the execute bit; the `toma` bin (npx toma in a clone) needs it.
+fs.chmodSync(path.join(dist, 'cli.js'), 0o755);
