@@ -6,6 +6,7 @@ import { addonPath } from './native';
 import { backend } from './backend';
 import { runInfo } from './cli/info';
 import { parseGrid, runPatch } from './cli/patch';
+import { runDemo } from './cli/demo';
 
 function positiveInt(name: string) {
   return (v: string): number => {
@@ -58,6 +59,36 @@ export function buildProgram(): Command {
     })
     .action(async (input: string, output: string, o: { ratio: number; mode?: string; grid?: [number, number] }) => {
       await runPatch(input, output, o);
+    });
+  program
+    .command('demo')
+    .description("toma's own small diffusion transformer (MNIST DiT): a grid of digits sampled densely and with toma, a PNG of both and a table of speed and quality")
+    .option('--ratio <r>', 'merge ratio in [0, 1)', ratioArg, 0.5)
+    .option('--steps <n>', 'Euler steps per image', positiveInt('steps'), 20)
+    .option('--seed <n>', 'base seed of the noise', (v: string) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('seed must be an integer >= 0');
+      return n;
+    }, 0)
+    .option('--seeds <n>', 'images per digit (one seed each)', positiveInt('seeds'), 4)
+    .option('--out <file>', 'PNG to write', 'toma-demo.png')
+    .option('--mode <mode>', "toma's patch mode: 'standard-ops' (one ONNX graph) or 'segments'", (v: string) => {
+      if (v !== 'segments' && v !== 'standard-ops') throw new InvalidArgumentError("mode must be 'segments' or 'standard-ops'");
+      return v;
+    }, 'standard-ops')
+    .option('--backend <name>', "toma's processor backend in segments mode: 'cpu' or 'cuda' (default: the best available)", (v: string) => {
+      if (v !== 'cpu' && v !== 'cuda') throw new InvalidArgumentError("backend must be 'cpu' or 'cuda'");
+      return v;
+    })
+    .option('--cfg <w>', 'classifier-free guidance scale (1 = none)', (v: string) => {
+      const n = Number(v);
+      if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('cfg must be a number >= 0');
+      return n;
+    }, 3)
+    .option('--no-dense-last', 'merge the last attention block too (kept dense by default)')
+    .option('--no-progress', 'no progress bar')
+    .action(async (o) => {
+      await runDemo({ ...o, progress: o.progress === false ? false : undefined });
     });
   return program;
 }
