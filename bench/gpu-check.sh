@@ -71,7 +71,7 @@ if [ -x build-gpu/toma_tests ]; then
     fi
 
     log "timings: toma CUDA ops (CUDA events, median)"
-    if build-gpu/toma_tests --list | grep -q '^bench_cuda'; then
+    if grep -q "^bench_cuda" <<<"$(build-gpu/toma_tests --list)"; then
       TOMA_BENCH_JSON="$OUT/toma-cuda.json" build-gpu/toma_tests bench_cuda 2>&1 | tee "$OUT/toma-cuda.txt" | tail -40
     else
       echo "this build has no CUDA op timings yet (suite bench_cuda absent)" | tee "$OUT/toma-cuda.txt"
