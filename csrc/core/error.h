@@ -16,3 +16,13 @@ inline ArgError type_error(const std::string& m) { return ArgError(ArgError::Typ
 inline ArgError range_error(const std::string& m) { return ArgError(ArgError::Range, m); }
 
 }  // namespace toma
+
+namespace toma {
+
+// A failure on the device (a CUDA call or launch, out of device memory). The message names the op
+// and the CUDA error; the binding raises it as a plain Error.
+struct DeviceError : std::runtime_error {
+  explicit DeviceError(const std::string& msg) : std::runtime_error(msg) {}
+};
+
+}  // namespace toma

@@ -1,0 +1,287 @@
+// Greedy facility location on the device (SPEC section 4), per (batch element, region).
+// Small regions (the tiles, n <= 64): one block computes the float64 Gram matrix in registers from
+// shared-memory slices of x, the cosine matrix in shared memory, then the k picks, each one sweep of
+// candidate gains and a block argmax. Larger regions (stripes, global): a tiled similarity kernel
+// writes each region's float cosine matrix to device memory, then one block per region runs the
+// lazy greedy (stale gains are upper bounds because gains only shrink as coverage grows: the best
+// bound, once re-evaluated and still best, is the exact argmax).
+#include <cub/block/block_scan.cuh>
+
+#include <algorithm>
+#include <vector>
+
+#include "cuda/plan_internal.cuh"
+#include "cuda/reduce.cuh"
+
+namespace toma {
+namespace cuda {
+
+namespace {
+
+constexpr int kSmallThreads = 256;
+constexpr int kPairsPerThread = kSmallRegion * kSmallRegion / kSmallThreads;
+constexpr int kSlice = 32;  // channels staged in shared memory at a time
+
+template <class T>
+__global__ void __launch_bounds__(kSmallThreads)
+    select_small(const T* __restrict__ x, int T_, int C, int P, int K, const int32_t* __restrict__ tokens,
+                 const int32_t* __restrict__ offsets, const int32_t* __restrict__ k_off, int32_t* __restrict__ dest) {
+  const int r = blockIdx.x, b = blockIdx.y, tid = threadIdx.x;
+  const int off = offsets[r], n = offsets[r + 1] - off, k = k_off[r + 1] - k_off[r];
+  // Rows padded to 33 floats: the threads of a warp read different rows j at the same channel.
+  __shared__ float xs[kSmallRegion][kSlice + 1];
+  __shared__ float S[kSmallRegion][kSmallRegion + 1];
+  __shared__ double inv[kSmallRegion];
+  __shared__ double m[kSmallRegion];
+  __shared__ int chosen[kSmallRegion];
+  __shared__ Best red[32];
+
+  const T* xb = x + ((size_t)b * T_ + P) * C;
+  const int np = n * n;
+  double acc[kPairsPerThread];
+#pragma unroll
+  for (int q = 0; q < kPairsPerThread; ++q) acc[q] = 0;
+  for (int c0 = 0; c0 < C; c0 += kSlice) {
+    const int cw = min(kSlice, C - c0);
+    for (int e = tid; e < n * kSlice; e += kSmallThreads) {
+      const int i = e / kSlice, cc = e % kSlice;
+      xs[i][cc] = cc < cw ? to_f(xb[(size_t)tokens[off + i] * C + c0 + cc]) : 0.f;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int q = 0; q < kPairsPerThread; ++q) {
+      const int p = tid + q * kSmallThreads;
+      if (p < np) {
+        const int i = p / n, j = p % n;
+        double a = acc[q];
+        for (int cc = 0; cc < cw; ++cc) a += (double)xs[i][cc] * (double)xs[j][cc];
+        acc[q] = a;
+      }
+    }
+    __syncthreads();
+  }
+  // Norms from the Gram diagonal, as the CPU's small-region path.
+#pragma unroll
+  for (int q = 0; q < kPairsPerThread; ++q) {
+    const int p = tid + q * kSmallThreads;
+    if (p < np && p / n == p % n) inv[p / n] = 1.0 / fmax(sqrt(acc[q]), 1e-6);
+  }
+  __syncthreads();
+#pragma unroll
+  for (int q = 0; q < kPairsPerThread; ++q) {
+    const int p = tid + q * kSmallThreads;
+    if (p < np) {
+      const int i = p / n, j = p % n;
+      S[i][j] = (float)(acc[q] * inv[i] * inv[j]);
+    }
+  }
+  __syncthreads();
+
+  // First pick: the largest total similarity (row sums, in order, as the CPU).
+  Best mine = none();
+  if (tid < n) {
+    double s = 0;
+    for (int i = 0; i < n; ++i) s += S[tid][i];
+    mine = Best{s, tid};
+  }
+  const int j0 = block_best(mine, red).i;
+  if (tid < n) {
+    m[tid] = S[j0][tid];
+    chosen[tid] = tid == j0;
+  }
+  __syncthreads();
+  for (int t = 1; t < k; ++t) {
+    Best g = none();
+    if (tid < n && !chosen[tid]) {
+      double s = 0;
+      for (int i = 0; i < n; ++i) {
+        const double d = (double)S[i][tid] - m[i];
+        s += d > 0 ? d : 0;
+      }
+      g = Best{s, tid};
+    }
+    const int c = block_best(g, red).i;
+    if (tid < n) {
+      m[tid] = fmax(m[tid], (double)S[c][tid]);
+      if (tid == c) chosen[tid] = 1;
+    }
+    __syncthreads();
+  }
+  // Destinations ascending inside the region: a chosen token's place is the count chosen before it.
+  if (tid < n && chosen[tid]) {
+    int pos = 0;
+    for (int j = 0; j < tid; ++j) pos += chosen[j];
+    dest[(size_t)b * K + k_off[r] + pos] = tokens[off + tid];
+  }
+}
+
+constexpr int kTile = 16;
+
+// Cosines of one region's token pairs, S[i][j] = dot(x_i, x_j) * inv[max] * inv[min] in float64,
+// stored as float. Both orders give the same bits, so S is exactly symmetric.
+template <class T>
+__global__ void __launch_bounds__(kTile * kTile)
+    similarity_tiles(const T* __restrict__ x, int T_, int C, int P, int b, const int32_t* __restrict__ tokens,
+                     const int32_t* __restrict__ offsets, const int64_t* __restrict__ s_off,
+                     const double* __restrict__ inv, float* __restrict__ S) {
+  const int r = blockIdx.z;
+  const int off = offsets[r], n = offsets[r + 1] - off;
+  const int i0 = blockIdx.y * kTile, j0 = blockIdx.x * kTile;
+  if (i0 >= n || j0 >= n) return;
+  __shared__ float xi[kTile][kSlice + 1], xj[kTile][kSlice + 1];
+  const int tx = threadIdx.x, ty = threadIdx.y, e0 = ty * kTile + tx;
+  const T* xb = x + ((size_t)b * T_ + P) * C;
+  double acc = 0;
+  for (int c0 = 0; c0 < C; c0 += kSlice) {
+    for (int e = e0; e < kTile * kSlice; e += kTile * kTile) {
+      const int row = e / kSlice, cc = e % kSlice, c = c0 + cc;
+      xi[row][cc] = i0 + row < n && c < C ? to_f(xb[(size_t)tokens[off + i0 + row] * C + c]) : 0.f;
+      xj[row][cc] = j0 + row < n && c < C ? to_f(xb[(size_t)tokens[off + j0 + row] * C + c]) : 0.f;
+    }
+    __syncthreads();
+#pragma unroll 8
+    for (int cc = 0; cc < kSlice; ++cc) acc += (double)xi[ty][cc] * (double)xj[tx][cc];
+    __syncthreads();
+  }
+  const int i = i0 + ty, j = j0 + tx;
+  if (i < n && j < n) {
+    const int hi = tokens[off + max(i, j)], lo = tokens[off + min(i, j)];
+    S[s_off[r] + (int64_t)i * n + j] = (float)(acc * inv[hi] * inv[lo]);
+  }
+}
+
+constexpr int kLazyThreads = 512;
+
+__global__ void __launch_bounds__(kLazyThreads)
+    select_lazy(const float* __restrict__ S, const int64_t* __restrict__ s_off, int b, int K,
+                const int32_t* __restrict__ tokens, const int32_t* __restrict__ offsets,
+                const int32_t* __restrict__ k_off, double* m_all, double* bound_all, int* fresh_all,
+                int* taken_all, int32_t* __restrict__ dest) {
+  const int r = blockIdx.x, tid = threadIdx.x;
+  const int off = offsets[r], n = offsets[r + 1] - off, k = k_off[r + 1] - k_off[r];
+  const float* Sr = S + s_off[r];
+  double* m = m_all + off;
+  double* bound = bound_all + off;
+  int* fresh = fresh_all + off;  // the round whose coverage bound[c] was computed with
+  int* taken = taken_all + off;
+  __shared__ Best red[32];
+  __shared__ double dred[32];
+
+  // S is symmetric: column sums read rows of consecutive threads' columns, coalesced.
+  Best mine = none();
+  for (int c = tid; c < n; c += kLazyThreads) {
+    double s = 0;
+    for (int i = 0; i < n; ++i) s += Sr[(int64_t)i * n + c];
+    mine = better(mine, Best{s, c});
+    taken[c] = 0;
+    fresh[c] = 0;
+  }
+  const int j0 = block_best(mine, red).i;
+  for (int i = tid; i < n; i += kLazyThreads) m[i] = Sr[(int64_t)j0 * n + i];
+  if (tid == 0) taken[j0] = 1;
+  __syncthreads();
+  if (k > 1) {
+    for (int c = tid; c < n; c += kLazyThreads) {
+      if (taken[c]) continue;
+      double s = 0;
+      for (int i = 0; i < n; ++i) {
+        const double d = (double)Sr[(int64_t)i * n + c] - m[i];
+        s += d > 0 ? d : 0;
+      }
+      bound[c] = s;
+      fresh[c] = 1;
+    }
+    __syncthreads();
+  }
+  for (int t = 1; t < k; ++t) {
+    int pick;
+    for (;;) {
+      Best top = none();
+      for (int c = tid; c < n; c += kLazyThreads)
+        if (!taken[c]) top = better(top, Best{bound[c], c});
+      top = block_best(top, red);
+      if (fresh[top.i] == t) {
+        pick = top.i;
+        break;
+      }
+      const float* row = Sr + (int64_t)top.i * n;
+      double part = 0;
+      for (int i = tid; i < n; i += kLazyThreads) {
+        const double d = (double)row[i] - m[i];
+        part += d > 0 ? d : 0;
+      }
+      const double g = block_sum(part, dred);
+      if (tid == 0) {
+        bound[top.i] = g;
+        fresh[top.i] = t;
+      }
+      __syncthreads();
+    }
+    const float* row = Sr + (int64_t)pick * n;
+    for (int i = tid; i < n; i += kLazyThreads) m[i] = fmax(m[i], (double)row[i]);
+    if (tid == 0) taken[pick] = 1;
+    __syncthreads();
+  }
+  using Scan = cub::BlockScan<int, kLazyThreads>;
+  __shared__ typename Scan::TempStorage scan;
+  __shared__ int base;
+  if (tid == 0) base = 0;
+  __syncthreads();
+  for (int c0 = 0; c0 < n; c0 += kLazyThreads) {
+    const int c = c0 + tid;
+    const int flag = c < n && taken[c] ? 1 : 0;
+    int pos, total;
+    Scan(scan).ExclusiveSum(flag, pos, total);
+    if (flag) dest[(int64_t)b * K + k_off[r] + base + pos] = tokens[off + c];
+    __syncthreads();
+    if (tid == 0) base += total;
+    __syncthreads();
+  }
+}
+
+}  // namespace
+
+void select_on_device(ConstTokens x, DevicePlan& plan, const double* inv, int Bsel) {
+  const int R = plan.R, P = plan.P, K = plan.K, N = plan.N;
+  const auto* tokens = plan.tokens.as<int32_t>();
+  const auto* offsets = plan.offsets.as<int32_t>();
+  const auto* k_off = plan.k_off.as<int32_t>();
+  auto* dest = plan.dest.as<int32_t>();
+  if (plan.max_n <= kSmallRegion) {
+    with_dtype(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      select_small<T><<<dim3(R, Bsel), kSmallThreads, 0, kStream>>>(static_cast<const T*>(x.data), x.T, x.C, P, K,
+                                                                     tokens, offsets, k_off, dest);
+    });
+    TOMA_CUDA_LAUNCHED("computePlan (selection)");
+    return;
+  }
+  std::vector<int64_t> s_off(R + 1, 0);
+  for (int r = 0; r < R; ++r) s_off[r + 1] = s_off[r] + (int64_t)plan.regions.size(r) * plan.regions.size(r);
+  DeviceBuffer d_soff((R + 1) * sizeof(int64_t), "computePlan (similarity offsets)");
+  DeviceBuffer S(s_off[R] * sizeof(float), "computePlan (region similarity matrices)");
+  DeviceBuffer m(N * sizeof(double), "computePlan (coverage)");
+  DeviceBuffer bound(N * sizeof(double), "computePlan (gain bounds)");
+  DeviceBuffer fresh(N * sizeof(int), "computePlan (gain rounds)");
+  DeviceBuffer taken(N * sizeof(int), "computePlan (picks)");
+  TOMA_CUDA_CHECK("computePlan", cudaMemcpyAsync(d_soff.data(), s_off.data(), (R + 1) * sizeof(int64_t),
+                                                 cudaMemcpyHostToDevice, kStream));
+  const int tiles = (plan.max_n + kTile - 1) / kTile;
+  for (int b = 0; b < Bsel; ++b) {
+    with_dtype(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      similarity_tiles<T><<<dim3(tiles, tiles, R), dim3(kTile, kTile), 0, kStream>>>(
+          static_cast<const T*>(x.data), x.T, x.C, P, b, tokens, offsets, d_soff.as<int64_t>(),
+          inv + (size_t)b * N, S.as<float>());
+    });
+    TOMA_CUDA_LAUNCHED("computePlan (similarities)");
+    select_lazy<<<R, kLazyThreads, 0, kStream>>>(S.as<float>(), d_soff.as<int64_t>(), b, K, tokens, offsets, k_off,
+                                                 m.as<double>(), bound.as<double>(), fresh.as<int>(), taken.as<int>(),
+                                                 dest);
+    TOMA_CUDA_LAUNCHED("computePlan (selection)");
+  }
+  // The scratch buffers are freed on return; cudaFree waits for the kernels using them.
+}
+
+}  // namespace cuda
+}  // namespace toma

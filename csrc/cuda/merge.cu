@@ -1,0 +1,80 @@
+// Merge on the device: y[P + j] = sum_s (A[j, s] / mass[j]) x[P + token s], prefix rows copied.
+// One block row per output token; the weights of a merged token are one contiguous row of its
+// region's block, read by every thread (a broadcast), and zero weights are skipped, so each output
+// reads only the tokens it averages.
+#include <algorithm>
+#include <string>
+
+#include "cuda/rows.cuh"
+#include "ops/cuda.h"
+
+namespace toma {
+namespace cuda {
+namespace {
+
+template <class Ti, class To, int V>
+__global__ void merge_kernel(const Ti* __restrict__ x, To* __restrict__ y, int Tx, int Ty, int C, int P, int K,
+                             const int32_t* __restrict__ tokens, const int32_t* __restrict__ offsets,
+                             const int32_t* __restrict__ k_off, const int64_t* __restrict__ a_off,
+                             const int32_t* __restrict__ dest_region, const float* __restrict__ A, int64_t a_total,
+                             const float* __restrict__ mass) {
+  const int row = blockIdx.x, b = blockIdx.z;
+  const int c = (blockIdx.y * blockDim.x + threadIdx.x) * V;
+  if (c >= C) return;
+  const Ti* xb = x + (size_t)b * Tx * C;
+  To* out = y + ((size_t)b * Ty + row) * C + c;
+  float acc[V];
+  if (row < P) {
+    load_row<V>(xb + (size_t)row * C + c, acc);
+    store_row<V>(out, acc);
+    return;
+  }
+  const int j = row - P, r = dest_region[j];
+  const int off = offsets[r], n = offsets[r + 1] - off;
+  const float* a = A + (size_t)b * a_total + a_off[r] + (size_t)(j - k_off[r]) * n;
+  const float m = mass[(size_t)b * K + j];
+#pragma unroll
+  for (int i = 0; i < V; ++i) acc[i] = 0.f;
+  for (int s = 0; s < n; ++s) {
+    const float w = a[s];
+    if (w == 0.f) continue;
+    const float wm = w / m;  // the CPU's merge weight, rounded the same way
+    float v[V];
+    load_row<V>(xb + (size_t)(P + tokens[off + s]) * C + c, v);
+#pragma unroll
+    for (int i = 0; i < V; ++i) acc[i] += wm * v[i];
+  }
+  store_row<V>(out, acc);
+}
+
+}  // namespace
+}  // namespace cuda
+
+void merge_cuda(const DevicePlan& plan, ConstTokens x, Tokens y) {
+  if (x.B != plan.B || x.T != plan.P + plan.N || y.B != plan.B || y.T != plan.P + plan.K || y.C != x.C)
+    throw range_error("merge: x [" + std::to_string(x.B) + ", " + std::to_string(x.T) + ", " + std::to_string(x.C) +
+                      "] does not fit the plan: expected [" + std::to_string(plan.B) + ", " +
+                      std::to_string(plan.P + plan.N) + ", C]");
+  const int rows = plan.P + plan.K;
+  if (rows == 0 || x.C == 0 || x.B == 0) return;
+  const cuda::RowLaunch l = cuda::row_launch(x.C, x.data, y.data);
+  const dim3 grid(rows, l.chunks, x.B);
+  cuda::with_dtype(x.dtype, [&](auto ti) {
+    cuda::with_dtype(y.dtype, [&](auto to) {
+      using Ti = decltype(ti);
+      using To = decltype(to);
+      auto launch = [&](auto kernel) {
+        kernel<<<grid, l.threads, 0, cuda::kStream>>>(
+            static_cast<const Ti*>(x.data), static_cast<To*>(y.data), x.T, y.T, x.C, plan.P, plan.K,
+            plan.tokens.as<int32_t>(), plan.offsets.as<int32_t>(), plan.k_off.as<int32_t>(), plan.a_off.as<int64_t>(),
+            plan.dest_region.as<int32_t>(), plan.A.as<float>(), plan.a_total, plan.mass.as<float>());
+      };
+      if (l.vec == 4) launch(cuda::merge_kernel<Ti, To, 4>);
+      else launch(cuda::merge_kernel<Ti, To, 1>);
+    });
+  });
+  TOMA_CUDA_LAUNCHED("merge");
+  cuda::synchronize("merge");
+}
+
+}  // namespace toma

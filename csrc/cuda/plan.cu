@@ -1,0 +1,305 @@
+// Plan construction on the device (SPEC sections 3-5): the layout (regions by the tiling kernel,
+// counts per region on the host, as the CPU path), inverse norms, selection (greedy.cu), then the
+// weights of every (batch element, region) as a dense k x n block and each merged token's mass.
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "cuda/plan_internal.cuh"
+#include "cuda/reduce.cuh"
+
+namespace toma {
+
+namespace cuda {
+
+namespace {
+
+template <class T>
+__global__ void inverse_norms_kernel(const T* __restrict__ x, int T_, int C, int P, int N, int64_t rows,
+                                     double* __restrict__ inv) {
+  const int64_t row = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+  if (row >= rows) return;
+  const int lane = threadIdx.x & 31;
+  const int64_t b = row / N, t = row % N;
+  const T* xr = x + ((size_t)b * T_ + P + t) * C;
+  double s = 0;
+  for (int c = lane; c < C; c += 32) {
+    const double v = to_f(xr[c]);
+    s += v * v;
+  }
+  s = warp_sum(s);
+  if (lane == 0) inv[row] = 1.0 / fmax(sqrt(s), 1e-6);
+}
+
+constexpr int kWeightWarps = 4;
+constexpr int kLocalDests = 64;  // a region with at most this many destinations keeps its logits in registers
+
+// One warp per source token s of region r in batch element b: logits tau * cos(d, s) over the
+// region's destinations, softmax in float64, entries below kWeightCutoff of the largest set to 0
+// (as the CPU path drops them). Hard plans: 1 at the most similar destination (ties to the lowest),
+// a destination always to itself. A is zeroed before the launch.
+template <class T>
+__global__ void __launch_bounds__(kWeightWarps * 32)
+    weights_kernel(const T* __restrict__ x, int T_, int C, int P, int N, int K, double tau, bool hard,
+                   const int32_t* __restrict__ tokens, const int32_t* __restrict__ offsets,
+                   const int32_t* __restrict__ k_off, const int64_t* __restrict__ a_off, int64_t a_total,
+                   const int32_t* __restrict__ dest, const double* __restrict__ inv, float* __restrict__ A) {
+  const int r = blockIdx.x, b = blockIdx.z, lane = threadIdx.x & 31;
+  const int off = offsets[r], n = offsets[r + 1] - off, k = k_off[r + 1] - k_off[r];
+  const int s = blockIdx.y * kWeightWarps + threadIdx.x / 32;
+  if (s >= n) return;
+  const int ts = tokens[off + s];
+  const int32_t* dg = dest + (size_t)b * K + k_off[r];
+  const T* xb = x + ((size_t)b * T_ + P) * C;
+  const T* xs = xb + (size_t)ts * C;
+  const double* invb = inv + (size_t)b * N;
+  float* Ar = A + (size_t)b * a_total + a_off[r];
+  auto cosine = [&](int d) {
+    const T* xd = xb + (size_t)dg[d] * C;
+    double p = 0;
+    for (int c = lane; c < C; c += 32) p += (double)to_f(xd[c]) * (double)to_f(xs[c]);
+    return warp_sum(p) * invb[dg[d]] * invb[ts];
+  };
+  // Is s a destination? Destinations are ascending: at most one d matches.
+  int self = -1;
+  for (int d0 = 0; d0 < k; d0 += 32) {
+    const unsigned hit = __ballot_sync(0xffffffffu, d0 + lane < k && dg[d0 + lane] == ts);
+    if (hit) {
+      self = d0 + __ffs(hit) - 1;
+      break;
+    }
+  }
+  if (hard) {
+    int best = self;
+    if (best < 0) {
+      double bs = -INFINITY;
+      for (int d = 0; d < k; ++d) {
+        const double c = cosine(d);
+        if (c > bs) bs = c, best = d;
+      }
+    }
+    if (lane == 0) Ar[(size_t)best * n + s] = 1.f;
+    return;
+  }
+  if (k <= kLocalDests) {
+    double l0 = -INFINITY, l1 = -INFINITY;  // logits of d = lane and d = lane + 32
+    for (int d = 0; d < k; ++d) {
+      const double l = tau * cosine(d);
+      if (d == lane) l0 = l;
+      if (d == lane + 32) l1 = l;
+    }
+    const double mx = warp_max(fmax(l0, l1));
+    const double e0 = lane < k ? exp(l0 - mx) : 0, e1 = lane + 32 < k ? exp(l1 - mx) : 0;
+    const double sum = warp_sum(e0 + e1);
+    if (lane < k && e0 >= kWeightCutoff) Ar[(size_t)lane * n + s] = (float)(e0 / sum);
+    if (lane + 32 < k && e1 >= kWeightCutoff) Ar[(size_t)(lane + 32) * n + s] = (float)(e1 / sum);
+    return;
+  }
+  // Many destinations (stripes, global): three passes recompute the cosines instead of holding
+  // k logits per warp.
+  double mx = -INFINITY;
+  for (int d = 0; d < k; ++d) mx = fmax(mx, tau * cosine(d));
+  double sum = 0;
+  for (int d = 0; d < k; ++d) sum += exp(tau * cosine(d) - mx);
+  for (int d = 0; d < k; ++d) {
+    const double e = exp(tau * cosine(d) - mx);
+    if (lane == 0 && e >= kWeightCutoff) Ar[(size_t)d * n + s] = (float)(e / sum);
+  }
+}
+
+// mass[b, j] = sum_s A[j, s], summed in source order (the CPU's order) in float64.
+__global__ void mass_kernel(const float* __restrict__ A, int64_t a_total, const int32_t* __restrict__ offsets,
+                            const int32_t* __restrict__ k_off, const int64_t* __restrict__ a_off,
+                            const int32_t* __restrict__ dest_region, int B, int K, float* __restrict__ mass) {
+  const int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= (int64_t)B * K) return;
+  const int b = (int)(e / K), j = (int)(e % K), r = dest_region[j];
+  const int n = offsets[r + 1] - offsets[r], d = j - k_off[r];
+  const float* row = A + (size_t)b * a_total + a_off[r] + (size_t)d * n;
+  double s = 0;
+  for (int i = 0; i < n; ++i) s += row[i];
+  mass[e] = (float)s;
+}
+
+void check_plan_input(ConstTokens x, const PlanOptions& o) {
+  if (!(o.ratio >= 0 && o.ratio < 1))
+    throw range_error("options.ratio must be a finite number in [0, 1), got " + std::to_string(o.ratio));
+  if (!(o.tau > 0))
+    throw range_error("options.tau must be > 0 (Infinity for the hard plan), got " + std::to_string(o.tau));
+  if (o.prefix < 0) throw range_error("options.prefix must be >= 0, got " + std::to_string(o.prefix));
+  if (o.H < 1 || o.W < 1) throw range_error("options.grid must hold two integers >= 1");
+  const long long N = (long long)o.H * o.W;
+  if (x.T != o.prefix + N)
+    throw range_error("x.shape[1] must be prefix + H * W = " + std::to_string(o.prefix + N) + ", got " +
+                      std::to_string(x.T));
+}
+
+template <class V>
+DeviceBuffer upload(const std::vector<V>& v, const char* what) {
+  DeviceBuffer d(v.size() * sizeof(V), what);
+  copy_to_device(d.data(), v.data(), v.size() * sizeof(V), what);
+  return d;
+}
+
+}  // namespace
+
+void inverse_norms(ConstTokens x, int P, int N, double* inv) {
+  const int64_t rows = (int64_t)x.B * N;
+  if (rows == 0) return;
+  with_dtype(x.dtype, [&](auto t) {
+    using T = decltype(t);
+    inverse_norms_kernel<T><<<blocks_for(rows, 8), 256, 0, kStream>>>(static_cast<const T*>(x.data), x.T, x.C, P, N,
+                                                                      rows, inv);
+  });
+  TOMA_CUDA_LAUNCHED("computePlan (norms)");
+}
+
+// The layout of a plan with the given destinations per region: regions (tiled on the device),
+// offsets of every region's weights, the region and slot of every token, and the buffers.
+std::shared_ptr<DevicePlan> plan_layout(const PlanOptions& o, int B, const Regions& regions,
+                                        const std::vector<int>& counts, bool tile_on_device) {
+  auto p = std::make_shared<DevicePlan>();
+  p->opts = o;
+  p->B = B;
+  p->P = o.prefix;
+  p->N = o.H * o.W;
+  p->hard = std::isinf(o.tau);
+  p->regions = regions;
+  p->R = regions.count();
+  const int R = p->R, N = p->N;
+  p->k_offsets.assign(1, 0);
+  p->a_offsets.assign(1, 0);
+  for (int r = 0; r < R; ++r) {
+    p->k_offsets.push_back(p->k_offsets.back() + counts[r]);
+    p->a_offsets.push_back(p->a_offsets.back() + (int64_t)counts[r] * regions.size(r));
+    p->max_n = std::max(p->max_n, regions.size(r));
+    p->max_k = std::max(p->max_k, counts[r]);
+  }
+  p->K = p->k_offsets.back();
+  p->a_total = p->a_offsets.back();
+  std::vector<int32_t> dest_region(p->K), token_slot(N), token_region(N);
+  for (int r = 0; r < R; ++r) {
+    for (int j = p->k_offsets[r]; j < p->k_offsets[r + 1]; ++j) dest_region[j] = r;
+    for (int i = regions.offsets[r]; i < regions.offsets[r + 1]; ++i) {
+      token_slot[regions.tokens[i]] = i;
+      token_region[regions.tokens[i]] = r;
+    }
+  }
+  if (tile_on_device) {
+    p->tokens = DeviceBuffer((size_t)N * 4, "plan (region tokens)");
+    p->offsets = DeviceBuffer((size_t)(R + 1) * 4, "plan (region offsets)");
+    make_regions_cuda(o.H, o.W, o.region, p->tokens.as<int32_t>(), p->offsets.as<int32_t>());
+  } else {
+    p->tokens = upload(regions.tokens, "plan (region tokens)");
+    p->offsets = upload(regions.offsets, "plan (region offsets)");
+  }
+  p->k_off = upload(p->k_offsets, "plan (destination offsets)");
+  p->a_off = upload(p->a_offsets, "plan (weight offsets)");
+  p->dest_region = upload(dest_region, "plan (destination regions)");
+  p->token_slot = upload(token_slot, "plan (token slots)");
+  p->token_region = upload(token_region, "plan (token regions)");
+  p->dest = DeviceBuffer((size_t)B * p->K * 4, "plan (destinations)");
+  p->A = DeviceBuffer((size_t)B * p->a_total * 4, "plan (weights)");
+  p->mass = DeviceBuffer((size_t)B * p->K * 4, "plan (mass)");
+  return p;
+}
+
+// Weights and masses of every (b, region) from plan.dest.
+void weigh_on_device(ConstTokens x, DevicePlan& p, const double* inv) {
+  if (p.a_total > 0)
+    TOMA_CUDA_CHECK("computePlan", cudaMemsetAsync(p.A.data(), 0, p.A.bytes(), kStream));
+  const bool identity = p.opts.ratio == 0 && p.opts.similarity == 0 && p.K == p.N;
+  const dim3 grid(p.R, (p.max_n + kWeightWarps - 1) / kWeightWarps, p.B);
+  with_dtype(x.dtype, [&](auto t) {
+    using T = decltype(t);
+    weights_kernel<T><<<grid, kWeightWarps * 32, 0, kStream>>>(
+        static_cast<const T*>(x.data), x.T, x.C, p.P, p.N, p.K, p.opts.tau, p.hard || identity, p.tokens.as<int32_t>(),
+        p.offsets.as<int32_t>(), p.k_off.as<int32_t>(), p.a_off.as<int64_t>(), p.a_total, p.dest.as<int32_t>(), inv,
+        p.A.as<float>());
+  });
+  TOMA_CUDA_LAUNCHED("computePlan (weights)");
+  const int64_t BK = (int64_t)p.B * p.K;
+  mass_kernel<<<blocks_for(BK, 256), 256, 0, kStream>>>(p.A.as<float>(), p.a_total, p.offsets.as<int32_t>(),
+                                                       p.k_off.as<int32_t>(), p.a_off.as<int64_t>(),
+                                                       p.dest_region.as<int32_t>(), p.B, p.K, p.mass.as<float>());
+  TOMA_CUDA_LAUNCHED("computePlan (mass)");
+}
+
+namespace {
+
+// The adaptive mode's counts depend on coverage sums the CPU path computes; it runs there on a
+// host copy of x and the plan is uploaded.
+std::shared_ptr<DevicePlan> adaptive_plan(ConstTokens x, const PlanOptions& o) {
+  std::vector<uint8_t> host((size_t)x.B * x.T * x.C * dtype_size(x.dtype));
+  copy_to_host(host.data(), x.data, host.size(), "computePlan");
+  auto cpu = compute_plan_cpu(ConstTokens{host.data(), x.dtype, x.B, x.T, x.C}, o);
+  return upload_plan(*cpu);
+}
+
+std::shared_ptr<DevicePlan> selected(ConstTokens x, const PlanOptions& o, DeviceBuffer* inv) {
+  check_plan_input(x, o);
+  const Regions regions = make_regions(o.H, o.W, o.region);
+  std::vector<int> counts(regions.count());
+  for (int r = 0; r < regions.count(); ++r) counts[r] = destination_count(regions.size(r), o.ratio);
+  auto p = plan_layout(o, x.B, regions, counts, true);
+  *inv = DeviceBuffer((size_t)x.B * p->N * sizeof(double), "computePlan (norms)");
+  inverse_norms(x, p->P, p->N, inv->as<double>());
+  const int Bsel = o.share_batch ? 1 : x.B;
+  select_on_device(x, *p, inv->as<double>(), Bsel);
+  for (int b = Bsel; b < x.B; ++b)
+    TOMA_CUDA_CHECK("computePlan", cudaMemcpyAsync(p->dest.as<int32_t>() + (size_t)b * p->K, p->dest.data(),
+                                                   (size_t)p->K * 4, cudaMemcpyDeviceToDevice, kStream));
+  return p;
+}
+
+}  // namespace
+
+}  // namespace cuda
+
+std::shared_ptr<DevicePlan> compute_plan_cuda(ConstTokens x, const PlanOptions& o) {
+  if (o.similarity > 0) return cuda::adaptive_plan(x, o);
+  cuda::DeviceBuffer inv;
+  auto p = cuda::selected(x, o, &inv);
+  cuda::weigh_on_device(x, *p, inv.as<double>());
+  cuda::synchronize("computePlan");
+  return p;
+}
+
+std::vector<int32_t> select_destinations_cuda(ConstTokens x, const PlanOptions& o, int* K) {
+  if (o.similarity > 0) {
+    auto p = cuda::adaptive_plan(x, o);
+    std::vector<int32_t> d((size_t)p->B * p->K);
+    cuda::copy_to_host(d.data(), p->dest.data(), d.size() * 4, "selectDestinations");
+    *K = p->K;
+    return d;
+  }
+  cuda::DeviceBuffer inv;
+  auto p = cuda::selected(x, o, &inv);
+  std::vector<int32_t> d((size_t)p->B * p->K);
+  cuda::copy_to_host(d.data(), p->dest.data(), d.size() * 4, "selectDestinations");  // synchronises
+  *K = p->K;
+  return d;
+}
+
+std::shared_ptr<DevicePlan> compute_plan_with_destinations_cuda(ConstTokens x, const PlanOptions& o,
+                                                                const int32_t* dest, int rows, int K) {
+  cuda::check_plan_input(x, o);
+  if (rows != 1 && rows != x.B)
+    throw range_error("destinations must have 1 or B = " + std::to_string(x.B) + " rows, got " + std::to_string(rows));
+  const Regions regions = make_regions(o.H, o.W, o.region);
+  std::vector<int> counts;
+  std::string why;
+  if (!check_destinations(regions, dest, rows, K, &counts, &why)) throw range_error(why);
+  auto p = cuda::plan_layout(o, x.B, regions, counts, true);
+  for (int b = 0; b < x.B; ++b)
+    cuda::copy_to_device(p->dest.as<int32_t>() + (size_t)b * K, dest + (size_t)(rows == 1 ? 0 : b) * K,
+                         (size_t)K * 4, "computePlan");
+  cuda::DeviceBuffer inv((size_t)x.B * p->N * sizeof(double), "computePlan (norms)");
+  cuda::inverse_norms(x, p->P, p->N, inv.as<double>());
+  cuda::weigh_on_device(x, *p, inv.as<double>());
+  cuda::synchronize("computePlan");
+  return p;
+}
+
+}  // namespace toma

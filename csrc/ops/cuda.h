@@ -1,0 +1,121 @@
+// The CUDA side of the ops, callable from plain C++ (no CUDA headers here). Every entry point runs
+// on the calling thread's per-thread stream (cudaStreamPerThread), synchronises before it returns,
+// and throws DeviceError naming the op on any CUDA failure (out of memory included): nothing
+// aborts, and the napi layer turns it into a JavaScript Error. In a build without CUDA
+// (csrc/cuda/no_cuda.cc) every entry point throws DeviceError("... built without CUDA").
+//
+// Tokens views passed to these functions hold DEVICE pointers.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/error.h"
+#include "ops/attention.h"
+#include "ops/merge_attention_unmerge.h"
+#include "ops/plan.h"
+#include "ops/regions.h"
+#include "ops/tensor.h"
+
+namespace toma {
+namespace cuda {
+
+// Owned device memory. Move-only; frees on destruction (errors there are swallowed: a destructor
+// must not throw, and a failed free leaves nothing to recover).
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  // `what` names the allocation in the out-of-memory message.
+  DeviceBuffer(size_t bytes, const char* what);
+  ~DeviceBuffer();
+  DeviceBuffer(DeviceBuffer&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  void* data() const { return p_; }
+  size_t bytes() const { return n_; }
+  template <class T>
+  T* as() const { return static_cast<T*>(p_); }
+
+ private:
+  void* p_ = nullptr;
+  size_t n_ = 0;
+};
+
+// Synchronous copies on the calling thread's stream.
+void copy_to_device(void* dst, const void* src, size_t bytes, const char* op);
+void copy_to_host(void* dst, const void* src, size_t bytes, const char* op);
+void copy_on_device(void* dst, const void* src, size_t bytes, const char* op);
+// Waits for the calling thread's stream and turns a pending error into DeviceError(op).
+void synchronize(const char* op);
+
+// Median milliseconds of fn (which launches work on the calling thread's stream) over `iters`
+// runs after `warmup`, each timed by a pair of CUDA events. For the benchmarks.
+double time_ms(void (*fn)(void*), void* ctx, int warmup, int iters);
+
+// Region layout on the device (SPEC section 2), computed by a kernel: tokens [N] region by
+// region, ascending inside; offsets [R + 1]. Returns R. The buffers must hold N and R + 1 int32.
+int make_regions_cuda(int H, int W, const RegionSpec& spec, int32_t* tokens, int32_t* offsets);
+
+}  // namespace cuda
+
+// A plan resident on the device. Per batch element b and region r (n_r tokens, k_r destinations)
+// the weights are the dense k_r x n_r block A_r[d, s] (SPEC section 5: column s is the softmax of
+// source s over the region's destinations; one-hot for hard plans; entries below kWeightCutoff of
+// the column's largest are exactly 0, as on the CPU) at A + b * a_total + a_off[r], row-major.
+//   merge:   y[P + k_off[r] + d] = sum_s A_r[d, s] / mass[b, k_off[r] + d] * x[P + tokens[off[r] + s]]
+//   unmerge: x[P + tokens[off[r] + s]] = sum_d A_r[d, s] * y[P + k_off[r] + d]
+struct DevicePlan {
+  PlanOptions opts;
+  int B = 0, P = 0, N = 0, K = 0, R = 0;
+  bool hard = false;
+  int max_n = 0, max_k = 0;      // largest region, most destinations in a region
+  Regions regions;                // host copy
+  std::vector<int32_t> k_offsets;  // host copy, R + 1
+  std::vector<int64_t> a_offsets;  // host copy, R + 1
+  int64_t a_total = 0;            // floats of A per batch element
+  cuda::DeviceBuffer tokens;       // int32 [N]
+  cuda::DeviceBuffer offsets;      // int32 [R + 1]
+  cuda::DeviceBuffer k_off;        // int32 [R + 1]
+  cuda::DeviceBuffer a_off;        // int64 [R + 1]
+  cuda::DeviceBuffer dest_region;  // int32 [K]: the region of merged token j
+  cuda::DeviceBuffer token_slot;   // int32 [N]: for image token t, its position in `tokens`
+  cuda::DeviceBuffer token_region; // int32 [N]: for image token t, its region
+  cuda::DeviceBuffer dest;         // int32 [B, K]: image-token index of merged token j
+  cuda::DeviceBuffer A;            // float [B, a_total]
+  cuda::DeviceBuffer mass;         // float [B, K]
+  // Device bytes held (what the binding reports to V8 as external memory).
+  size_t bytes() const {
+    return tokens.bytes() + offsets.bytes() + k_off.bytes() + a_off.bytes() + dest_region.bytes() +
+           token_slot.bytes() + token_region.bytes() + dest.bytes() + A.bytes() + mass.bytes();
+  }
+};
+
+// SPEC sections 3-5 on the device. x: [B, P + N, C] device tokens (f32/f16/bf16). Adaptive
+// (opts.similarity > 0) plans are computed by the CPU path on a host copy and uploaded.
+std::shared_ptr<DevicePlan> compute_plan_cuda(ConstTokens x, const PlanOptions& opts);
+// Keeps host destinations ([rows, K], rows 1 or B; checked by the caller with check_destinations)
+// and computes the weights on x.
+std::shared_ptr<DevicePlan> compute_plan_with_destinations_cuda(ConstTokens x, const PlanOptions& opts,
+                                                                const int32_t* dest, int rows, int K);
+// Destinations only, [B, K] on the host (K in *K).
+std::vector<int32_t> select_destinations_cuda(ConstTokens x, const PlanOptions& opts, int* K);
+
+// Conversions between the host (CSR) and device (dense per region) forms of a plan.
+std::shared_ptr<DevicePlan> upload_plan(const Plan& p);
+std::shared_ptr<Plan> download_plan(const DevicePlan& p);
+
+// x, y, out are device tokens; input and output dtypes may differ (accumulation in float32).
+void merge_cuda(const DevicePlan& plan, ConstTokens x, Tokens y);
+void unmerge_cuda(const DevicePlan& plan, ConstTokens y, Tokens x);
+
+// Dense attention (SPEC section 6 without the plan) on device tokens. q/k/v/out f16, bf16 or f32
+// (f32 converted on the way in, accumulation f32). RowGather fields of AttentionParams are not
+// supported here (they are host-plan pointers); key_bias, when set, is a DEVICE float [B, Tk].
+void attention_cuda(const AttentionParams& p);
+// unmerge(attention(merge(q), merge(k), merge(v))) on the device, or with merge_queries = false
+// attention(q, merge(k), merge(v)) (every query kept, nothing unmerged).
+void merge_attention_unmerge_cuda(const DevicePlan& plan, const MergeAttentionParams& p);
+
+}  // namespace toma
