@@ -23,7 +23,7 @@ constexpr int kPairsPerThread = kSmallRegion * kSmallRegion / kSmallThreads;
 constexpr int kSlice = 32;  // channels staged in shared memory at a time
 
 template <class T>
-__global__ void __launch_bounds__(kSmallThreads)
+__global__ void __launch_bounds__(kSmallThreads, 2)  // room for the 16 float64 accumulators
     select_small(const T* __restrict__ x, int T_, int C, int P, int K, const int32_t* __restrict__ tokens,
                  const int32_t* __restrict__ offsets, const int32_t* __restrict__ k_off, int32_t* __restrict__ dest) {
   const int r = blockIdx.x, b = blockIdx.y, tid = threadIdx.x;

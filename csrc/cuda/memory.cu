@@ -9,9 +9,30 @@
 namespace toma {
 namespace cuda {
 
+namespace {
+
+// The default pool hands memory back to the driver at every synchronisation unless told to keep
+// some: keep up to 2 GiB of freed memory for the next op, so allocations stay cheap.
+void keep_pool_warm() {
+  static const bool once = [] {
+    int dev = 0;
+    cudaMemPool_t pool;
+    if (cudaGetDevice(&dev) == cudaSuccess && cudaDeviceGetDefaultMemPool(&pool, dev) == cudaSuccess) {
+      uint64_t keep = 2ull << 30;
+      cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+    }
+    cudaGetLastError();
+    return true;
+  }();
+  (void)once;
+}
+
+}  // namespace
+
 DeviceBuffer::DeviceBuffer(size_t bytes, const char* what) {
   if (bytes == 0) return;
-  const cudaError_t e = cudaMalloc(&p_, bytes);
+  keep_pool_warm();
+  const cudaError_t e = cudaMallocAsync(&p_, bytes, kStream);
   if (e != cudaSuccess) {
     cudaGetLastError();
     p_ = nullptr;
@@ -22,16 +43,16 @@ DeviceBuffer::DeviceBuffer(size_t bytes, const char* what) {
 }
 
 DeviceBuffer::~DeviceBuffer() {
-  if (p_) {
-    // Work queued on this thread's stream may still read the buffer: cudaFree synchronises with
-    // the device first, so nothing is freed under a running kernel.
-    if (cudaFree(p_) != cudaSuccess) cudaGetLastError();
-  }
+  // Ordered after the work queued on this thread's stream (which may still read the buffer, as in
+  // an op's scratch freed at its end); work of other threads on it finished when their op
+  // synchronised.
+  if (p_ && !owner_ && cudaFreeAsync(p_, kStream) != cudaSuccess) cudaGetLastError();
 }
 
 DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
   std::swap(p_, o.p_);
   std::swap(n_, o.n_);
+  std::swap(owner_, o.owner_);
   return *this;
 }
 
@@ -51,6 +72,10 @@ void copy_on_device(void* dst, const void* src, size_t bytes, const char* op) {
   if (bytes == 0) return;
   TOMA_CUDA_CHECK(op, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, kStream));
   TOMA_CUDA_CHECK(op, cudaStreamSynchronize(kStream));
+}
+
+void enqueue_copy_on_device(void* dst, const void* src, size_t bytes, const char* op) {
+  TOMA_CUDA_CHECK(op, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, kStream));
 }
 
 void synchronize(const char* op) {

@@ -50,7 +50,7 @@ __global__ void merge_kernel(const Ti* __restrict__ x, To* __restrict__ y, int T
 }  // namespace
 }  // namespace cuda
 
-void merge_cuda(const DevicePlan& plan, ConstTokens x, Tokens y) {
+void cuda::enqueue_merge(const DevicePlan& plan, ConstTokens x, Tokens y) {
   if (x.B != plan.B || x.T != plan.P + plan.N || y.B != plan.B || y.T != plan.P + plan.K || y.C != x.C)
     throw range_error("merge: x [" + std::to_string(x.B) + ", " + std::to_string(x.T) + ", " + std::to_string(x.C) +
                       "] does not fit the plan: expected [" + std::to_string(plan.B) + ", " +
@@ -74,6 +74,10 @@ void merge_cuda(const DevicePlan& plan, ConstTokens x, Tokens y) {
     });
   });
   TOMA_CUDA_LAUNCHED("merge");
+}
+
+void merge_cuda(const DevicePlan& plan, ConstTokens x, Tokens y) {
+  cuda::enqueue_merge(plan, x, y);
   cuda::synchronize("merge");
 }
 

@@ -26,12 +26,16 @@ DeviceBuffer::~DeviceBuffer() = default;
 DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
   std::swap(p_, o.p_);
   std::swap(n_, o.n_);
+  std::swap(owner_, o.owner_);
   return *this;
 }
+void enqueue_merge(const DevicePlan&, ConstTokens, Tokens) { no_cuda("merge"); }
+void enqueue_unmerge(const DevicePlan&, ConstTokens, Tokens) { no_cuda("unmerge"); }
 void copy_to_device(void*, const void*, size_t, const char* op) { no_cuda(op); }
 void copy_to_host(void*, const void*, size_t, const char* op) { no_cuda(op); }
 void copy_on_device(void*, const void*, size_t, const char* op) { no_cuda(op); }
 void synchronize(const char* op) { no_cuda(op); }
+void enqueue_copy_on_device(void*, const void*, size_t, const char* op) { no_cuda(op); }
 double time_ms(void (*)(void*), void*, int, int) { no_cuda("time_ms"); }
 int make_regions_cuda(int, int, const RegionSpec&, int32_t*, int32_t*) { no_cuda("regions"); }
 }  // namespace cuda

@@ -3,6 +3,8 @@
 // weights of every (batch element, region) as a dense k x n block and each merged token's mass.
 #include <algorithm>
 #include <cmath>
+#include <list>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -135,13 +137,6 @@ void check_plan_input(ConstTokens x, const PlanOptions& o) {
                       std::to_string(x.T));
 }
 
-template <class V>
-DeviceBuffer upload(const std::vector<V>& v, const char* what) {
-  DeviceBuffer d(v.size() * sizeof(V), what);
-  copy_to_device(d.data(), v.data(), v.size() * sizeof(V), what);
-  return d;
-}
-
 }  // namespace
 
 void inverse_norms(ConstTokens x, int P, int N, double* inv) {
@@ -155,50 +150,150 @@ void inverse_norms(ConstTokens x, int P, int N, double* inv) {
   TOMA_CUDA_LAUNCHED("computePlan (norms)");
 }
 
-// The layout of a plan with the given destinations per region: regions (tiled on the device),
-// offsets of every region's weights, the region and slot of every token, and the buffers.
-std::shared_ptr<DevicePlan> plan_layout(const PlanOptions& o, int B, const Regions& regions,
-                                        const std::vector<int>& counts, bool tile_on_device) {
-  auto p = std::make_shared<DevicePlan>();
-  p->opts = o;
-  p->B = B;
-  p->P = o.prefix;
-  p->N = o.H * o.W;
-  p->hard = std::isinf(o.tau);
-  p->regions = regions;
-  p->R = regions.count();
-  const int R = p->R, N = p->N;
-  p->k_offsets.assign(1, 0);
-  p->a_offsets.assign(1, 0);
+namespace {
+
+// The index buffers of a plan depend only on the grid, the regions and the counts per region:
+// they are made once and shared by every plan that has them (the reuse schedule makes thousands
+// of plans of a few layouts), so computePlan itself allocates only dest, A and mass.
+struct Layout {
+  Regions regions;
+  std::vector<int32_t> k_offsets;
+  std::vector<int64_t> a_offsets;
+  int max_n = 0, max_k = 0;
+  std::shared_ptr<const DeviceBuffer> tokens, offsets, k_off, a_off, dest_region, token_slot, token_region;
+};
+
+template <class V>
+std::shared_ptr<const DeviceBuffer> shared_upload(const std::vector<V>& v, const char* what) {
+  auto d = std::make_shared<DeviceBuffer>(v.size() * sizeof(V), what);
+  copy_to_device(d->data(), v.data(), v.size() * sizeof(V), what);
+  return d;
+}
+
+std::shared_ptr<const Layout> build_layout(const PlanOptions& o, const Regions& regions, const std::vector<int>& counts,
+                                           bool tile_on_device) {
+  auto L = std::make_shared<Layout>();
+  L->regions = regions;
+  const int R = regions.count(), N = (int)regions.tokens.size();
+  L->k_offsets.assign(1, 0);
+  L->a_offsets.assign(1, 0);
   for (int r = 0; r < R; ++r) {
-    p->k_offsets.push_back(p->k_offsets.back() + counts[r]);
-    p->a_offsets.push_back(p->a_offsets.back() + (int64_t)counts[r] * regions.size(r));
-    p->max_n = std::max(p->max_n, regions.size(r));
-    p->max_k = std::max(p->max_k, counts[r]);
+    L->k_offsets.push_back(L->k_offsets.back() + counts[r]);
+    L->a_offsets.push_back(L->a_offsets.back() + (int64_t)counts[r] * regions.size(r));
+    L->max_n = std::max(L->max_n, regions.size(r));
+    L->max_k = std::max(L->max_k, counts[r]);
   }
-  p->K = p->k_offsets.back();
-  p->a_total = p->a_offsets.back();
-  std::vector<int32_t> dest_region(p->K), token_slot(N), token_region(N);
+  std::vector<int32_t> dest_region(L->k_offsets.back()), token_slot(N), token_region(N);
   for (int r = 0; r < R; ++r) {
-    for (int j = p->k_offsets[r]; j < p->k_offsets[r + 1]; ++j) dest_region[j] = r;
+    for (int j = L->k_offsets[r]; j < L->k_offsets[r + 1]; ++j) dest_region[j] = r;
     for (int i = regions.offsets[r]; i < regions.offsets[r + 1]; ++i) {
       token_slot[regions.tokens[i]] = i;
       token_region[regions.tokens[i]] = r;
     }
   }
   if (tile_on_device) {
-    p->tokens = DeviceBuffer((size_t)N * 4, "plan (region tokens)");
-    p->offsets = DeviceBuffer((size_t)(R + 1) * 4, "plan (region offsets)");
-    make_regions_cuda(o.H, o.W, o.region, p->tokens.as<int32_t>(), p->offsets.as<int32_t>());
+    auto tokens = std::make_shared<DeviceBuffer>((size_t)N * 4, "plan (region tokens)");
+    auto offsets = std::make_shared<DeviceBuffer>((size_t)(R + 1) * 4, "plan (region offsets)");
+    make_regions_cuda(o.H, o.W, o.region, tokens->as<int32_t>(), offsets->as<int32_t>());
+    L->tokens = tokens;
+    L->offsets = offsets;
   } else {
-    p->tokens = upload(regions.tokens, "plan (region tokens)");
-    p->offsets = upload(regions.offsets, "plan (region offsets)");
+    L->tokens = shared_upload(regions.tokens, "plan (region tokens)");
+    L->offsets = shared_upload(regions.offsets, "plan (region offsets)");
   }
-  p->k_off = upload(p->k_offsets, "plan (destination offsets)");
-  p->a_off = upload(p->a_offsets, "plan (weight offsets)");
-  p->dest_region = upload(dest_region, "plan (destination regions)");
-  p->token_slot = upload(token_slot, "plan (token slots)");
-  p->token_region = upload(token_region, "plan (token regions)");
+  L->k_off = shared_upload(L->k_offsets, "plan (destination offsets)");
+  L->a_off = shared_upload(L->a_offsets, "plan (weight offsets)");
+  L->dest_region = shared_upload(dest_region, "plan (destination regions)");
+  L->token_slot = shared_upload(token_slot, "plan (token slots)");
+  L->token_region = shared_upload(token_region, "plan (token regions)");
+  return L;
+}
+
+// A small LRU of layouts made on the device's tiling (uploaded layouts of other regions are not
+// cached). Never destroyed: freeing device memory while the runtime unloads at exit is unsafe.
+class LayoutCache {
+ public:
+  std::shared_ptr<const Layout> get(const PlanOptions& o, const Regions& regions, const std::vector<int>& counts) {
+    std::string key = std::to_string(o.H) + "x" + std::to_string(o.W) + ":" + std::to_string((int)o.region.kind) + ":" +
+                      std::to_string(o.region.th) + "," + std::to_string(o.region.tw) + "," +
+                      std::to_string(o.region.rows) + ":";
+    for (int c : counts) key += std::to_string(c) + ",";
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto it = entries_.begin(); it != entries_.end(); ++it)
+        if (it->first == key) {
+          entries_.splice(entries_.begin(), entries_, it);
+          return it->second;
+        }
+    }
+    auto L = build_layout(o, regions, counts, true);
+    std::lock_guard<std::mutex> lock(mu_);
+    entries_.emplace_front(std::move(key), L);
+    if (entries_.size() > kEntries) entries_.pop_back();
+    return L;
+  }
+
+ private:
+  static constexpr size_t kEntries = 32;
+  std::mutex mu_;
+  std::list<std::pair<std::string, std::shared_ptr<const Layout>>> entries_;
+};
+
+LayoutCache& layouts() {
+  static LayoutCache* cache = new LayoutCache();
+  return *cache;
+}
+
+// Host regions by grid and region spec (make_regions is O(N) and runs before every plan).
+std::shared_ptr<const Regions> cached_regions(const PlanOptions& o) {
+  static std::mutex mu;
+  static auto* entries = new std::list<std::pair<std::string, std::shared_ptr<const Regions>>>();
+  const std::string key = std::to_string(o.H) + "x" + std::to_string(o.W) + ":" + std::to_string((int)o.region.kind) +
+                          ":" + std::to_string(o.region.th) + "," + std::to_string(o.region.tw) + "," +
+                          std::to_string(o.region.rows);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    for (auto it = entries->begin(); it != entries->end(); ++it)
+      if (it->first == key) {
+        entries->splice(entries->begin(), *entries, it);
+        return it->second;
+      }
+  }
+  auto R = std::make_shared<const Regions>(make_regions(o.H, o.W, o.region));  // throws on a bad spec
+  std::lock_guard<std::mutex> lock(mu);
+  entries->emplace_front(key, R);
+  if (entries->size() > 32) entries->pop_back();
+  return R;
+}
+
+}  // namespace
+
+// The layout of a plan with the given destinations per region: regions (tiled on the device),
+// offsets of every region's weights, the region and slot of every token, and the buffers.
+std::shared_ptr<DevicePlan> plan_layout(const PlanOptions& o, int B, const Regions& regions,
+                                        const std::vector<int>& counts, bool tile_on_device) {
+  auto L = tile_on_device ? layouts().get(o, regions, counts) : build_layout(o, regions, counts, false);
+  auto p = std::make_shared<DevicePlan>();
+  p->opts = o;
+  p->B = B;
+  p->P = o.prefix;
+  p->N = o.H * o.W;
+  p->hard = std::isinf(o.tau);
+  p->regions = L->regions;
+  p->R = L->regions.count();
+  p->k_offsets = L->k_offsets;
+  p->a_offsets = L->a_offsets;
+  p->max_n = L->max_n;
+  p->max_k = L->max_k;
+  p->K = p->k_offsets.back();
+  p->a_total = p->a_offsets.back();
+  p->tokens = DeviceBuffer::view_of(L->tokens);
+  p->offsets = DeviceBuffer::view_of(L->offsets);
+  p->k_off = DeviceBuffer::view_of(L->k_off);
+  p->a_off = DeviceBuffer::view_of(L->a_off);
+  p->dest_region = DeviceBuffer::view_of(L->dest_region);
+  p->token_slot = DeviceBuffer::view_of(L->token_slot);
+  p->token_region = DeviceBuffer::view_of(L->token_region);
   p->dest = DeviceBuffer((size_t)B * p->K * 4, "plan (destinations)");
   p->A = DeviceBuffer((size_t)B * p->a_total * 4, "plan (weights)");
   p->mass = DeviceBuffer((size_t)B * p->K * 4, "plan (mass)");
@@ -239,7 +334,8 @@ std::shared_ptr<DevicePlan> adaptive_plan(ConstTokens x, const PlanOptions& o) {
 
 std::shared_ptr<DevicePlan> selected(ConstTokens x, const PlanOptions& o, DeviceBuffer* inv) {
   check_plan_input(x, o);
-  const Regions regions = make_regions(o.H, o.W, o.region);
+  const auto held = cached_regions(o);  // the cache may drop it meanwhile
+  const Regions& regions = *held;
   std::vector<int> counts(regions.count());
   for (int r = 0; r < regions.count(); ++r) counts[r] = destination_count(regions.size(r), o.ratio);
   auto p = plan_layout(o, x.B, regions, counts, true);
@@ -287,7 +383,8 @@ std::shared_ptr<DevicePlan> compute_plan_with_destinations_cuda(ConstTokens x, c
   cuda::check_plan_input(x, o);
   if (rows != 1 && rows != x.B)
     throw range_error("destinations must have 1 or B = " + std::to_string(x.B) + " rows, got " + std::to_string(rows));
-  const Regions regions = make_regions(o.H, o.W, o.region);
+  const auto held = cuda::cached_regions(o);
+  const Regions& regions = *held;
   std::vector<int> counts;
   std::string why;
   if (!check_destinations(regions, dest, rows, K, &counts, &why)) throw range_error(why);

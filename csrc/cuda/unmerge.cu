@@ -48,7 +48,7 @@ __global__ void unmerge_kernel(const Ti* __restrict__ y, To* __restrict__ x, int
 }  // namespace
 }  // namespace cuda
 
-void unmerge_cuda(const DevicePlan& plan, ConstTokens y, Tokens x) {
+void cuda::enqueue_unmerge(const DevicePlan& plan, ConstTokens y, Tokens x) {
   if (y.B != plan.B || y.T != plan.P + plan.K || x.B != plan.B || x.T != plan.P + plan.N || x.C != y.C)
     throw range_error("unmerge: y [" + std::to_string(y.B) + ", " + std::to_string(y.T) + ", " + std::to_string(y.C) +
                       "] does not fit the plan: expected [" + std::to_string(plan.B) + ", " +
@@ -72,6 +72,10 @@ void unmerge_cuda(const DevicePlan& plan, ConstTokens y, Tokens x) {
     });
   });
   TOMA_CUDA_LAUNCHED("unmerge");
+}
+
+void unmerge_cuda(const DevicePlan& plan, ConstTokens y, Tokens x) {
+  cuda::enqueue_unmerge(plan, y, x);
   cuda::synchronize("unmerge");
 }
 

@@ -21,18 +21,28 @@
 namespace toma {
 namespace cuda {
 
-// Owned device memory. Move-only; frees on destruction (errors there are swallowed: a destructor
-// must not throw, and a failed free leaves nothing to recover).
+// Device memory from the stream-ordered pool of the calling thread's stream (allocation is cheap
+// once the pool is warm). Move-only; frees on destruction (errors there are swallowed: a
+// destructor must not throw). Every op synchronises before it returns, so nothing still reads a
+// buffer when its owner lets it go. A view shares another buffer's memory and keeps it alive.
 class DeviceBuffer {
  public:
   DeviceBuffer() = default;
   // `what` names the allocation in the out-of-memory message.
   DeviceBuffer(size_t bytes, const char* what);
   ~DeviceBuffer();
-  DeviceBuffer(DeviceBuffer&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
+  DeviceBuffer(DeviceBuffer&& o) noexcept : p_(o.p_), n_(o.n_), owner_(std::move(o.owner_)) { o.p_ = nullptr, o.n_ = 0; }
   DeviceBuffer& operator=(DeviceBuffer&& o) noexcept;
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  static DeviceBuffer view_of(const std::shared_ptr<const DeviceBuffer>& owner) {
+    DeviceBuffer v;
+    v.p_ = owner->p_;
+    v.n_ = owner->n_;
+    v.owner_ = owner;
+    return v;
+  }
+  bool is_view() const { return owner_ != nullptr; }
   void* data() const { return p_; }
   size_t bytes() const { return n_; }
   template <class T>
@@ -41,12 +51,15 @@ class DeviceBuffer {
  private:
   void* p_ = nullptr;
   size_t n_ = 0;
+  std::shared_ptr<const DeviceBuffer> owner_;
 };
 
 // Synchronous copies on the calling thread's stream.
 void copy_to_device(void* dst, const void* src, size_t bytes, const char* op);
 void copy_to_host(void* dst, const void* src, size_t bytes, const char* op);
 void copy_on_device(void* dst, const void* src, size_t bytes, const char* op);
+// Enqueued only (no synchronisation): for timing the card's copy bandwidth.
+void enqueue_copy_on_device(void* dst, const void* src, size_t bytes, const char* op);
 // Waits for the calling thread's stream and turns a pending error into DeviceError(op).
 void synchronize(const char* op);
 
@@ -85,7 +98,8 @@ struct DevicePlan {
   cuda::DeviceBuffer dest;         // int32 [B, K]: image-token index of merged token j
   cuda::DeviceBuffer A;            // float [B, a_total]
   cuda::DeviceBuffer mass;         // float [B, K]
-  // Device bytes held (what the binding reports to V8 as external memory).
+  // Device bytes held (what the binding reports to V8 as external memory). The layout buffers
+  // (tokens .. token_region) are views shared by every plan of the same grid, regions and counts.
   size_t bytes() const {
     return tokens.bytes() + offsets.bytes() + k_off.bytes() + a_off.bytes() + dest_region.bytes() +
            token_slot.bytes() + token_region.bytes() + dest.bytes() + A.bytes() + mass.bytes();
@@ -109,6 +123,14 @@ std::shared_ptr<Plan> download_plan(const DevicePlan& p);
 // x, y, out are device tokens; input and output dtypes may differ (accumulation in float32).
 void merge_cuda(const DevicePlan& plan, ConstTokens x, Tokens y);
 void unmerge_cuda(const DevicePlan& plan, ConstTokens y, Tokens x);
+
+namespace cuda {
+// The same, enqueued on the calling thread's stream without synchronising: for pipelines of
+// several kernels (merge-attention-unmerge) and the benchmarks. A launch error throws at once,
+// a fault at the next synchronize().
+void enqueue_merge(const DevicePlan& plan, ConstTokens x, Tokens y);
+void enqueue_unmerge(const DevicePlan& plan, ConstTokens y, Tokens x);
+}  // namespace cuda
 
 // Dense attention (SPEC section 6 without the plan) on device tokens. q/k/v/out f16, bf16 or f32
 // (f32 converted on the way in, accumulation f32). RowGather fields of AttentionParams are not
