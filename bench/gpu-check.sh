@@ -7,27 +7,32 @@
 #      SDXL/Flux shapes (ctest; the `cuda` suite is the GPU one);
 #   4. runs compute-sanitizer memcheck and racecheck on the CUDA suite;
 #   5. times the CUDA ops with CUDA events (median after warm-up) and PyTorch SDPA as the peer;
-#   6. prints a short table last and leaves everything in $OUT (default bench/results/gpu-check/).
+#   6. times the authors' PyTorch ToMA plan + merge + unmerge as the peer for ours, when their
+#      modules were fetched into bench/.cache/authors-toma (carry that folder; never committed);
+#   7. prints a short table last (bench/gpu/summarize.py) and leaves in $OUT (default
+#      bench/results/gpu-check/) at most 8 files: summary.txt, the JSON results, logs.tar.gz.
 # Without a GPU it still builds and runs the CPU parts, reports "no device" and exits 0.
-# Usage (device tool): bash bench/gpu-check.sh   — results come back from $OUT.
+# Usage (device tool): bash bench/gpu-check.sh, carry ["bench/.cache/authors-toma"].
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench/results/gpu-check}
 mkdir -p "$OUT"
+LOGS="$OUT/logs"  # packed into logs.tar.gz at the end (the device tool returns at most 8 files)
+mkdir -p "$LOGS"
 log() { printf '\n==== %s ====\n' "$*"; }
 status=0
 fail() { echo "FAIL: $*"; status=1; }
 started=$(date +%s)
 
 log "machine"
-date -u +%Y-%m-%dT%H:%M:%SZ | tee "$OUT/date.txt"
+date -u +%Y-%m-%dT%H:%M:%SZ | tee "$LOGS/date.txt"
 nproc
 have_gpu=0
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
   have_gpu=1
-  nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap,clocks.max.sm --format=csv | tee "$OUT/gpu.csv"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap,clocks.max.sm --format=csv | tee "$LOGS/gpu.csv"
 else
-  echo "no device: nvidia-smi finds no GPU; the GPU steps are skipped" | tee "$OUT/gpu.csv"
+  echo "no device: nvidia-smi finds no GPU; the GPU steps are skipped" | tee "$LOGS/gpu.csv"
 fi
 NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 [ -x "$NVCC" ] && "$NVCC" --version | tail -2
@@ -41,17 +46,17 @@ gen=()
 command -v ninja >/dev/null 2>&1 && gen=(-G Ninja)
 cmake_args=(-S . -B build-gpu "${gen[@]}" -DCMAKE_BUILD_TYPE=Release)
 [ -n "$arch" ] && cmake_args+=(-DTOMA_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" -DCMAKE_CUDA_COMPILER="$NVCC")
-if cmake "${cmake_args[@]}" >"$OUT/cmake.log" 2>&1 && cmake --build build-gpu -j "$(nproc)" >>"$OUT/cmake.log" 2>&1; then
+if cmake "${cmake_args[@]}" >"$LOGS/cmake.log" 2>&1 && cmake --build build-gpu -j "$(nproc)" >>"$LOGS/cmake.log" 2>&1; then
   echo "built build-gpu/toma_tests"
 else
-  tail -40 "$OUT/cmake.log"
+  tail -40 "$LOGS/cmake.log"
   fail "build"
 fi
 
 if [ -x build-gpu/toma_tests ]; then
   log "C++ tests (every op; the cuda suite checks CUDA against the CPU path)"
-  ctest --test-dir build-gpu --output-on-failure 2>&1 | tee "$OUT/ctest.log" | tail -25
-  grep -q "100% tests passed" "$OUT/ctest.log" || fail "ctest"
+  ctest --test-dir build-gpu --output-on-failure 2>&1 | tee "$LOGS/ctest.log" | tail -25
+  grep -q "100% tests passed" "$LOGS/ctest.log" || fail "ctest"
 
   if [ "$have_gpu" = 1 ]; then
     log "compute-sanitizer"
@@ -59,10 +64,10 @@ if [ -x build-gpu/toma_tests ]; then
     if [ -n "$CS" ]; then
       for tool in memcheck racecheck; do
         # The cuda suite at small shapes (the sanitizers slow kernels down 10-100x).
-        if timeout 180 env TOMA_TEST_SMALL=1 "$CS" --tool "$tool" --error-exitcode 9 build-gpu/toma_tests cuda >"$OUT/sanitizer-$tool.log" 2>&1; then
+        if timeout 180 env TOMA_TEST_SMALL=1 "$CS" --tool "$tool" --error-exitcode 9 build-gpu/toma_tests cuda >"$LOGS/sanitizer-$tool.log" 2>&1; then
           echo "$tool: clean"
         else
-          tail -30 "$OUT/sanitizer-$tool.log"
+          tail -30 "$LOGS/sanitizer-$tool.log"
           fail "compute-sanitizer $tool"
         fi
       done
@@ -72,26 +77,28 @@ if [ -x build-gpu/toma_tests ]; then
 
     log "timings: toma CUDA ops (CUDA events, median)"
     if grep -q "^bench_cuda" <<<"$(build-gpu/toma_tests --list)"; then
-      TOMA_BENCH_JSON="$OUT/toma-cuda.json" build-gpu/toma_tests bench_cuda 2>&1 | tee "$OUT/toma-cuda.txt" | tail -40
+      TOMA_BENCH_JSON="$OUT/toma-cuda.json" build-gpu/toma_tests bench_cuda 2>&1 | tee "$LOGS/toma-cuda.txt" | tail -40
     else
-      echo "this build has no CUDA op timings yet (suite bench_cuda absent)" | tee "$OUT/toma-cuda.txt"
+      echo "this build has no CUDA op timings yet (suite bench_cuda absent)" | tee "$LOGS/toma-cuda.txt"
     fi
   fi
 fi
 
 if [ "$have_gpu" = 1 ]; then
   log "timings: PyTorch peers (SDPA, matmul peak, copy bandwidth)"
-  PYTHONUNBUFFERED=1 timeout 240 python3 bench/gpu/torch_peers.py --json "$OUT/torch-peers.json" 2>&1 | tee "$OUT/torch-peers.txt" \
+  PYTHONUNBUFFERED=1 timeout 240 python3 bench/gpu/torch_peers.py --json "$OUT/torch-peers.json" 2>&1 | tee "$LOGS/torch-peers.txt" \
     || fail "torch peers"
+  log "timings: the authors' PyTorch ToMA (plan, merge, unmerge)"
+  PYTHONUNBUFFERED=1 timeout 120 python3 bench/gpu/authors_peer.py --json "$OUT/authors-peer.json" 2>&1 | tee "$LOGS/authors-peer.txt" \
+    || fail "authors peer"
 fi
 
 log "summary ($(( $(date +%s) - started )) s)"
-[ -f "$OUT/gpu.csv" ] && cat "$OUT/gpu.csv"
-[ -f "$OUT/ctest.log" ] && grep -E "tests passed|tests failed" "$OUT/ctest.log"
-[ -f "$OUT/toma-cuda.txt" ] && tail -20 "$OUT/toma-cuda.txt"
-[ -f "$OUT/torch-peers.txt" ] && cat "$OUT/torch-peers.txt"
+[ -f "$LOGS/gpu.csv" ] && cat "$LOGS/gpu.csv"
+[ -f "$LOGS/ctest.log" ] && grep -E "tests passed|tests failed" "$LOGS/ctest.log"
+python3 bench/gpu/summarize.py "$OUT" 2>&1 | tee "$OUT/summary.txt"
+tar -C "$OUT" -czf "$OUT/logs.tar.gz" logs && rm -rf "$LOGS"
 if [ "$have_gpu" = 0 ]; then
   echo "no device: CPU parts ran; GPU steps skipped"
-  exit $status
 fi
 exit $status

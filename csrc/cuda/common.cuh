@@ -64,5 +64,9 @@ void with_dtype(DType t, F&& f) {
 
 inline unsigned blocks_for(size_t n, unsigned threads) { return (unsigned)((n + threads - 1) / threads); }
 
+// gridDim.y and gridDim.z stop at 65535: launches over a batch (or regions) in those dimensions
+// go in slices of this many, with the slice's first index passed to the kernel.
+constexpr int kMaxGridYZ = 65535;
+
 }  // namespace cuda
 }  // namespace toma

@@ -8,6 +8,8 @@
 #include <cub/block/block_scan.cuh>
 
 #include <algorithm>
+#include <climits>
+#include <string>
 #include <vector>
 
 #include "cuda/plan_internal.cuh"
@@ -24,9 +26,9 @@ constexpr int kSlice = 32;  // channels staged in shared memory at a time
 
 template <class T>
 __global__ void __launch_bounds__(kSmallThreads, 2)  // room for the 16 float64 accumulators
-    select_small(const T* __restrict__ x, int T_, int C, int P, int K, const int32_t* __restrict__ tokens,
+    select_small(const T* __restrict__ x, int T_, int C, int P, int K, int b0, const int32_t* __restrict__ tokens,
                  const int32_t* __restrict__ offsets, const int32_t* __restrict__ k_off, int32_t* __restrict__ dest) {
-  const int r = blockIdx.x, b = blockIdx.y, tid = threadIdx.x;
+  const int r = blockIdx.x, b = b0 + blockIdx.y, tid = threadIdx.x;
   const int off = offsets[r], n = offsets[r + 1] - off, k = k_off[r + 1] - k_off[r];
   // Rows padded to 33 floats: the threads of a warp read different rows j at the same channel.
   __shared__ float xs[kSmallRegion][kSlice + 1];
@@ -85,6 +87,7 @@ __global__ void __launch_bounds__(kSmallThreads, 2)  // room for the 16 float64 
     mine = Best{s, tid};
   }
   const int j0 = block_best(mine, red).i;
+  if (j0 == INT_MAX) return;  // non-finite input (the binding rejects it first): never index with it
   if (tid < n) {
     m[tid] = S[j0][tid];
     chosen[tid] = tid == j0;
@@ -101,6 +104,7 @@ __global__ void __launch_bounds__(kSmallThreads, 2)  // room for the 16 float64 
       g = Best{s, tid};
     }
     const int c = block_best(g, red).i;
+    if (c == INT_MAX) break;
     if (tid < n) {
       m[tid] = fmax(m[tid], (double)S[c][tid]);
       if (tid == c) chosen[tid] = 1;
@@ -121,10 +125,10 @@ constexpr int kTile = 16;
 // stored as float. Both orders give the same bits, so S is exactly symmetric.
 template <class T>
 __global__ void __launch_bounds__(kTile * kTile)
-    similarity_tiles(const T* __restrict__ x, int T_, int C, int P, int b, const int32_t* __restrict__ tokens,
+    similarity_tiles(const T* __restrict__ x, int T_, int C, int P, int b, int r0, const int32_t* __restrict__ tokens,
                      const int32_t* __restrict__ offsets, const int64_t* __restrict__ s_off,
                      const double* __restrict__ inv, float* __restrict__ S) {
-  const int r = blockIdx.z;
+  const int r = r0 + blockIdx.z;
   const int off = offsets[r], n = offsets[r + 1] - off;
   const int i0 = blockIdx.y * kTile, j0 = blockIdx.x * kTile;
   if (i0 >= n || j0 >= n) return;
@@ -177,6 +181,7 @@ __global__ void __launch_bounds__(kLazyThreads)
     fresh[c] = 0;
   }
   const int j0 = block_best(mine, red).i;
+  if (j0 == INT_MAX) return;
   for (int i = tid; i < n; i += kLazyThreads) m[i] = Sr[(int64_t)j0 * n + i];
   if (tid == 0) taken[j0] = 1;
   __syncthreads();
@@ -200,6 +205,10 @@ __global__ void __launch_bounds__(kLazyThreads)
       for (int c = tid; c < n; c += kLazyThreads)
         if (!taken[c]) top = better(top, Best{bound[c], c});
       top = block_best(top, red);
+      if (top.i == INT_MAX) {  // no finite bound left (non-finite input): stop, never index past n
+        pick = -1;
+        break;
+      }
       if (fresh[top.i] == t) {
         pick = top.i;
         break;
@@ -217,6 +226,7 @@ __global__ void __launch_bounds__(kLazyThreads)
       }
       __syncthreads();
     }
+    if (pick < 0) break;
     const float* row = Sr + (int64_t)pick * n;
     for (int i = tid; i < n; i += kLazyThreads) m[i] = fmax(m[i], (double)row[i]);
     if (tid == 0) taken[pick] = 1;
@@ -248,12 +258,14 @@ void select_on_device(ConstTokens x, DevicePlan& plan, const double* inv, int Bs
   const auto* k_off = plan.k_off.as<int32_t>();
   auto* dest = plan.dest.as<int32_t>();
   if (plan.max_n <= kSmallRegion) {
-    with_dtype(x.dtype, [&](auto t) {
-      using T = decltype(t);
-      select_small<T><<<dim3(R, Bsel), kSmallThreads, 0, kStream>>>(static_cast<const T*>(x.data), x.T, x.C, P, K,
-                                                                     tokens, offsets, k_off, dest);
-    });
-    TOMA_CUDA_LAUNCHED("computePlan (selection)");
+    for (int b0 = 0; b0 < Bsel; b0 += kMaxGridYZ) {
+      with_dtype(x.dtype, [&](auto t) {
+        using T = decltype(t);
+        select_small<T><<<dim3(R, std::min(kMaxGridYZ, Bsel - b0)), kSmallThreads, 0, kStream>>>(
+            static_cast<const T*>(x.data), x.T, x.C, P, K, b0, tokens, offsets, k_off, dest);
+      });
+      TOMA_CUDA_LAUNCHED("computePlan (selection)");
+    }
     return;
   }
   std::vector<int64_t> s_off(R + 1, 0);
@@ -267,14 +279,19 @@ void select_on_device(ConstTokens x, DevicePlan& plan, const double* inv, int Bs
   TOMA_CUDA_CHECK("computePlan", cudaMemcpyAsync(d_soff.data(), s_off.data(), (R + 1) * sizeof(int64_t),
                                                  cudaMemcpyHostToDevice, kStream));
   const int tiles = (plan.max_n + kTile - 1) / kTile;
+  if (tiles > kMaxGridYZ)
+    throw DeviceError("computePlan: a region of " + std::to_string(plan.max_n) +
+                      " tokens is more than the CUDA selection handles (1048560); use smaller regions");
   for (int b = 0; b < Bsel; ++b) {
-    with_dtype(x.dtype, [&](auto t) {
-      using T = decltype(t);
-      similarity_tiles<T><<<dim3(tiles, tiles, R), dim3(kTile, kTile), 0, kStream>>>(
-          static_cast<const T*>(x.data), x.T, x.C, P, b, tokens, offsets, d_soff.as<int64_t>(),
-          inv + (size_t)b * N, S.as<float>());
-    });
-    TOMA_CUDA_LAUNCHED("computePlan (similarities)");
+    for (int r0 = 0; r0 < R; r0 += kMaxGridYZ) {
+      with_dtype(x.dtype, [&](auto t) {
+        using T = decltype(t);
+        similarity_tiles<T><<<dim3(tiles, tiles, std::min(kMaxGridYZ, R - r0)), dim3(kTile, kTile), 0, kStream>>>(
+            static_cast<const T*>(x.data), x.T, x.C, P, b, r0, tokens, offsets, d_soff.as<int64_t>(),
+            inv + (size_t)b * N, S.as<float>());
+      });
+      TOMA_CUDA_LAUNCHED("computePlan (similarities)");
+    }
     select_lazy<<<R, kLazyThreads, 0, kStream>>>(S.as<float>(), d_soff.as<int64_t>(), b, K, tokens, offsets, k_off,
                                                  m.as<double>(), bound.as<double>(), fresh.as<int>(), taken.as<int>(),
                                                  dest);

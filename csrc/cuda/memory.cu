@@ -86,19 +86,23 @@ void synchronize(const char* op) {
 double time_ms(void (*fn)(void*), void* ctx, int warmup, int iters) {
   for (int i = 0; i < warmup; ++i) fn(ctx);
   synchronize("time_ms");
-  cudaEvent_t a, b;
-  TOMA_CUDA_CHECK("time_ms", cudaEventCreate(&a));
-  TOMA_CUDA_CHECK("time_ms", cudaEventCreate(&b));
+  struct Events {  // destroyed on every exit, a throwing fn included
+    cudaEvent_t a = nullptr, b = nullptr;
+    ~Events() {
+      if (a) cudaEventDestroy(a);
+      if (b) cudaEventDestroy(b);
+    }
+  } ev;
+  TOMA_CUDA_CHECK("time_ms", cudaEventCreate(&ev.a));
+  TOMA_CUDA_CHECK("time_ms", cudaEventCreate(&ev.b));
   std::vector<float> t(std::max(iters, 1));
   for (auto& ms : t) {
-    cudaEventRecord(a, kStream);
+    TOMA_CUDA_CHECK("time_ms", cudaEventRecord(ev.a, kStream));
     fn(ctx);
-    cudaEventRecord(b, kStream);
-    cudaEventSynchronize(b);
-    cudaEventElapsedTime(&ms, a, b);
+    TOMA_CUDA_CHECK("time_ms", cudaEventRecord(ev.b, kStream));
+    TOMA_CUDA_CHECK("time_ms", cudaEventSynchronize(ev.b));
+    TOMA_CUDA_CHECK("time_ms", cudaEventElapsedTime(&ms, ev.a, ev.b));
   }
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
   synchronize("time_ms");
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];

@@ -13,12 +13,12 @@ namespace cuda {
 namespace {
 
 template <class Ti, class To, int V>
-__global__ void merge_kernel(const Ti* __restrict__ x, To* __restrict__ y, int Tx, int Ty, int C, int P, int K,
+__global__ void merge_kernel(const Ti* __restrict__ x, To* __restrict__ y, int Tx, int Ty, int C, int P, int b0, int K,
                              const int32_t* __restrict__ tokens, const int32_t* __restrict__ offsets,
                              const int32_t* __restrict__ k_off, const int64_t* __restrict__ a_off,
                              const int32_t* __restrict__ dest_region, const float* __restrict__ A, int64_t a_total,
                              const float* __restrict__ mass) {
-  const int row = blockIdx.x, b = blockIdx.z;
+  const int row = blockIdx.x, b = b0 + blockIdx.z;
   const int c = (blockIdx.y * blockDim.x + threadIdx.x) * V;
   if (c >= C) return;
   const Ti* xb = x + (size_t)b * Tx * C;
@@ -38,7 +38,7 @@ __global__ void merge_kernel(const Ti* __restrict__ x, To* __restrict__ y, int T
   for (int s = 0; s < n; ++s) {
     const float w = a[s];
     if (w == 0.f) continue;
-    const float wm = w / m;  // the CPU's merge weight, rounded the same way
+    const float wm = w / m;  // the merge weight (the CPU rounds a / mass from float64: within 1 ulp)
     float v[V];
     load_row<V>(xb + (size_t)(P + tokens[off + s]) * C + c, v);
 #pragma unroll
@@ -57,18 +57,23 @@ void cuda::enqueue_merge(const DevicePlan& plan, ConstTokens x, Tokens y) {
                       std::to_string(plan.P + plan.N) + ", C]");
   const int rows = plan.P + plan.K;
   if (rows == 0 || x.C == 0 || x.B == 0) return;
-  const cuda::RowLaunch l = cuda::row_launch(x.C, x.data, y.data);
-  const dim3 grid(rows, l.chunks, x.B);
+  const cuda::RowLaunch l =
+      cuda::row_launch(x.C, x.data, y.data, toma::dtype_size(x.dtype) == 2 && toma::dtype_size(y.dtype) == 2);
+  if (l.chunks > cuda::kMaxGridYZ) throw range_error("merge: C = " + std::to_string(x.C) + " channels is too many for the CUDA kernel");
   cuda::with_dtype(x.dtype, [&](auto ti) {
     cuda::with_dtype(y.dtype, [&](auto to) {
       using Ti = decltype(ti);
       using To = decltype(to);
       auto launch = [&](auto kernel) {
-        kernel<<<grid, l.threads, 0, cuda::kStream>>>(
-            static_cast<const Ti*>(x.data), static_cast<To*>(y.data), x.T, y.T, x.C, plan.P, plan.K,
+        for (int b0 = 0; b0 < x.B; b0 += cuda::kMaxGridYZ)
+          kernel<<<dim3(rows, l.chunks, std::min(cuda::kMaxGridYZ, x.B - b0)), l.threads, 0, cuda::kStream>>>(
+            static_cast<const Ti*>(x.data), static_cast<To*>(y.data), x.T, y.T, x.C, plan.P, b0, plan.K,
             plan.tokens.as<int32_t>(), plan.offsets.as<int32_t>(), plan.k_off.as<int32_t>(), plan.a_off.as<int64_t>(),
             plan.dest_region.as<int32_t>(), plan.A.as<float>(), plan.a_total, plan.mass.as<float>());
       };
+      if constexpr (sizeof(Ti) == 2 && sizeof(To) == 2) {
+        if (l.vec == 8) return launch(cuda::merge_kernel<Ti, To, 8>);
+      }
       if (l.vec == 4) launch(cuda::merge_kernel<Ti, To, 4>);
       else launch(cuda::merge_kernel<Ti, To, 1>);
     });

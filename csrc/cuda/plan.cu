@@ -42,21 +42,10 @@ constexpr int kLocalDests = 64;  // a region with at most this many destinations
 // (as the CPU path drops them). Hard plans: 1 at the most similar destination (ties to the lowest),
 // a destination always to itself. A is zeroed before the launch.
 template <class T>
-__global__ void __launch_bounds__(kWeightWarps * 32)
-    weights_kernel(const T* __restrict__ x, int T_, int C, int P, int N, int K, double tau, bool hard,
-                   const int32_t* __restrict__ tokens, const int32_t* __restrict__ offsets,
-                   const int32_t* __restrict__ k_off, const int64_t* __restrict__ a_off, int64_t a_total,
-                   const int32_t* __restrict__ dest, const double* __restrict__ inv, float* __restrict__ A) {
-  const int r = blockIdx.x, b = blockIdx.z, lane = threadIdx.x & 31;
-  const int off = offsets[r], n = offsets[r + 1] - off, k = k_off[r + 1] - k_off[r];
-  const int s = blockIdx.y * kWeightWarps + threadIdx.x / 32;
-  if (s >= n) return;
-  const int ts = tokens[off + s];
-  const int32_t* dg = dest + (size_t)b * K + k_off[r];
-  const T* xb = x + ((size_t)b * T_ + P) * C;
+__device__ void weigh_source(const T* __restrict__ xb, int C, int n, int k, int s, int ts, const int32_t* __restrict__ dg,
+                             const double* __restrict__ invb, double tau, bool hard, float* __restrict__ Ar) {
+  const int lane = threadIdx.x & 31;
   const T* xs = xb + (size_t)ts * C;
-  const double* invb = inv + (size_t)b * N;
-  float* Ar = A + (size_t)b * a_total + a_off[r];
   auto cosine = [&](int d) {
     const T* xd = xb + (size_t)dg[d] * C;
     double p = 0;
@@ -76,6 +65,7 @@ __global__ void __launch_bounds__(kWeightWarps * 32)
     int best = self;
     if (best < 0) {
       double bs = -INFINITY;
+      best = 0;  // stays 0 only for non-finite cosines, which the binding rejects first
       for (int d = 0; d < k; ++d) {
         const double c = cosine(d);
         if (c > bs) bs = c, best = d;
@@ -110,21 +100,43 @@ __global__ void __launch_bounds__(kWeightWarps * 32)
   }
 }
 
-// mass[b, j] = sum_s A[j, s], summed in source order (the CPU's order) in float64.
+// Block (r, source slice, batch element b0 + z); warps stride over the region's sources.
+template <class T>
+__global__ void __launch_bounds__(kWeightWarps * 32)
+    weights_kernel(const T* __restrict__ x, int T_, int C, int P, int N, int K, int b0, double tau, bool hard,
+                   const int32_t* __restrict__ tokens, const int32_t* __restrict__ offsets,
+                   const int32_t* __restrict__ k_off, const int64_t* __restrict__ a_off, int64_t a_total,
+                   const int32_t* __restrict__ dest, const double* __restrict__ inv, float* __restrict__ A) {
+  const int r = blockIdx.x, b = b0 + blockIdx.z;
+  const int off = offsets[r], n = offsets[r + 1] - off, k = k_off[r + 1] - k_off[r];
+  const int32_t* dg = dest + (size_t)b * K + k_off[r];
+  const T* xb = x + ((size_t)b * T_ + P) * C;
+  const double* invb = inv + (size_t)b * N;
+  float* Ar = A + (size_t)b * a_total + a_off[r];
+  for (int s = blockIdx.y * kWeightWarps + threadIdx.x / 32; s < n; s += gridDim.y * kWeightWarps)
+    weigh_source(xb, C, n, k, s, tokens[off + s], dg, invb, tau, hard, Ar);
+}
+
+// mass[b, j] = sum_s A[j, s] in float64, one warp per merged token. (The CPU sums in source
+// order; the order here differs only in rounding, far below the float result's precision.)
 __global__ void mass_kernel(const float* __restrict__ A, int64_t a_total, const int32_t* __restrict__ offsets,
                             const int32_t* __restrict__ k_off, const int64_t* __restrict__ a_off,
                             const int32_t* __restrict__ dest_region, int B, int K, float* __restrict__ mass) {
-  const int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  const int64_t e = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
   if (e >= (int64_t)B * K) return;
+  const int lane = threadIdx.x & 31;
   const int b = (int)(e / K), j = (int)(e % K), r = dest_region[j];
   const int n = offsets[r + 1] - offsets[r], d = j - k_off[r];
   const float* row = A + (size_t)b * a_total + a_off[r] + (size_t)d * n;
   double s = 0;
-  for (int i = 0; i < n; ++i) s += row[i];
-  mass[e] = (float)s;
+  for (int i = lane; i < n; i += 32) s += row[i];
+  s = warp_sum(s);
+  if (lane == 0) mass[e] = (float)s;
 }
 
 void check_plan_input(ConstTokens x, const PlanOptions& o) {
+  if (!(o.similarity >= 0 && o.similarity <= 1))
+    throw range_error("options.similarity must be in (0, 1], got " + std::to_string(o.similarity));
   if (!(o.ratio >= 0 && o.ratio < 1))
     throw range_error("options.ratio must be a finite number in [0, 1), got " + std::to_string(o.ratio));
   if (!(o.tau > 0))
@@ -305,17 +317,20 @@ void weigh_on_device(ConstTokens x, DevicePlan& p, const double* inv) {
   if (p.a_total > 0)
     TOMA_CUDA_CHECK("computePlan", cudaMemsetAsync(p.A.data(), 0, p.A.bytes(), kStream));
   const bool identity = p.opts.ratio == 0 && p.opts.similarity == 0 && p.K == p.N;
-  const dim3 grid(p.R, (p.max_n + kWeightWarps - 1) / kWeightWarps, p.B);
-  with_dtype(x.dtype, [&](auto t) {
-    using T = decltype(t);
-    weights_kernel<T><<<grid, kWeightWarps * 32, 0, kStream>>>(
-        static_cast<const T*>(x.data), x.T, x.C, p.P, p.N, p.K, p.opts.tau, p.hard || identity, p.tokens.as<int32_t>(),
-        p.offsets.as<int32_t>(), p.k_off.as<int32_t>(), p.a_off.as<int64_t>(), p.a_total, p.dest.as<int32_t>(), inv,
-        p.A.as<float>());
-  });
-  TOMA_CUDA_LAUNCHED("computePlan (weights)");
+  const int slices = std::min(kMaxGridYZ, (p.max_n + kWeightWarps - 1) / kWeightWarps);
+  for (int b0 = 0; b0 < p.B; b0 += kMaxGridYZ) {
+    const dim3 grid(p.R, slices, std::min(kMaxGridYZ, p.B - b0));
+    with_dtype(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      weights_kernel<T><<<grid, kWeightWarps * 32, 0, kStream>>>(
+          static_cast<const T*>(x.data), x.T, x.C, p.P, p.N, p.K, b0, p.opts.tau, p.hard || identity,
+          p.tokens.as<int32_t>(), p.offsets.as<int32_t>(), p.k_off.as<int32_t>(), p.a_off.as<int64_t>(), p.a_total,
+          p.dest.as<int32_t>(), inv, p.A.as<float>());
+    });
+    TOMA_CUDA_LAUNCHED("computePlan (weights)");
+  }
   const int64_t BK = (int64_t)p.B * p.K;
-  mass_kernel<<<blocks_for(BK, 256), 256, 0, kStream>>>(p.A.as<float>(), p.a_total, p.offsets.as<int32_t>(),
+  mass_kernel<<<blocks_for(BK, 8), 256, 0, kStream>>>(p.A.as<float>(), p.a_total, p.offsets.as<int32_t>(),
                                                        p.k_off.as<int32_t>(), p.a_off.as<int64_t>(),
                                                        p.dest_region.as<int32_t>(), p.B, p.K, p.mass.as<float>());
   TOMA_CUDA_LAUNCHED("computePlan (mass)");

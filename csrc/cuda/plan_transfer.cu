@@ -88,7 +88,8 @@ std::shared_ptr<DevicePlan> upload_plan(const Plan& p) {
   const bool tile = R.offsets == own.offsets && R.tokens == own.tokens;
   PlanOptions lo = o;
   if (!tile) lo.region.kind = RegionSpec::Global;
-  auto d = cuda::plan_layout(lo, p.B, R, counts, R.offsets == make_regions(o.H, o.W, lo.region).offsets);
+  const Regions lr = make_regions(o.H, o.W, lo.region);
+  auto d = cuda::plan_layout(lo, p.B, R, counts, R.offsets == lr.offsets && R.tokens == lr.tokens);
   d->opts = o;
   d->hard = p.hard;
   cuda::copy_to_device(d->dest.data(), p.dest.data(), p.dest.size() * 4, "plan upload");

@@ -12,12 +12,12 @@ namespace cuda {
 namespace {
 
 template <class Ti, class To, int V>
-__global__ void unmerge_kernel(const Ti* __restrict__ y, To* __restrict__ x, int Ty, int Tx, int C, int P,
+__global__ void unmerge_kernel(const Ti* __restrict__ y, To* __restrict__ x, int Ty, int Tx, int C, int P, int b0,
                                const int32_t* __restrict__ offsets, const int32_t* __restrict__ k_off,
                                const int64_t* __restrict__ a_off, const int32_t* __restrict__ token_slot,
                                const int32_t* __restrict__ token_region, const float* __restrict__ A,
                                int64_t a_total) {
-  const int row = blockIdx.x, b = blockIdx.z;
+  const int row = blockIdx.x, b = b0 + blockIdx.z;
   const int c = (blockIdx.y * blockDim.x + threadIdx.x) * V;
   if (c >= C) return;
   const Ti* yb = y + (size_t)b * Ty * C;
@@ -55,18 +55,23 @@ void cuda::enqueue_unmerge(const DevicePlan& plan, ConstTokens y, Tokens x) {
                       std::to_string(plan.P + plan.K) + ", C]");
   const int rows = plan.P + plan.N;
   if (rows == 0 || y.C == 0 || y.B == 0) return;
-  const cuda::RowLaunch l = cuda::row_launch(y.C, y.data, x.data);
-  const dim3 grid(rows, l.chunks, y.B);
+  const cuda::RowLaunch l =
+      cuda::row_launch(y.C, y.data, x.data, toma::dtype_size(y.dtype) == 2 && toma::dtype_size(x.dtype) == 2);
+  if (l.chunks > cuda::kMaxGridYZ) throw range_error("unmerge: C = " + std::to_string(y.C) + " channels is too many for the CUDA kernel");
   cuda::with_dtype(y.dtype, [&](auto ti) {
     cuda::with_dtype(x.dtype, [&](auto to) {
       using Ti = decltype(ti);
       using To = decltype(to);
       auto launch = [&](auto kernel) {
-        kernel<<<grid, l.threads, 0, cuda::kStream>>>(
-            static_cast<const Ti*>(y.data), static_cast<To*>(x.data), y.T, x.T, y.C, plan.P,
+        for (int b0 = 0; b0 < y.B; b0 += cuda::kMaxGridYZ)
+          kernel<<<dim3(rows, l.chunks, std::min(cuda::kMaxGridYZ, y.B - b0)), l.threads, 0, cuda::kStream>>>(
+            static_cast<const Ti*>(y.data), static_cast<To*>(x.data), y.T, x.T, y.C, plan.P, b0,
             plan.offsets.as<int32_t>(), plan.k_off.as<int32_t>(), plan.a_off.as<int64_t>(),
             plan.token_slot.as<int32_t>(), plan.token_region.as<int32_t>(), plan.A.as<float>(), plan.a_total);
       };
+      if constexpr (sizeof(Ti) == 2 && sizeof(To) == 2) {
+        if (l.vec == 8) return launch(cuda::unmerge_kernel<Ti, To, 8>);
+      }
       if (l.vec == 4) launch(cuda::unmerge_kernel<Ti, To, 4>);
       else launch(cuda::unmerge_kernel<Ti, To, 1>);
     });

@@ -45,8 +45,12 @@ struct OnDevice {
       : buf(t.bytes.size(), "test tensor"), dtype(t.dtype), B(t.B), T(t.T), C(t.C) {
     toma::cuda::copy_to_device(buf.data(), t.bytes.data(), t.bytes.size(), "test");
   }
+  // An output: filled with 0xff bytes, NaN in every dtype, so a value the op does not write fails.
   OnDevice(DType dt, int b, int t, int c)
-      : buf((size_t)b * t * c * toma::dtype_size(dt), "test tensor"), dtype(dt), B(b), T(t), C(c) {}
+      : buf((size_t)b * t * c * toma::dtype_size(dt), "test tensor"), dtype(dt), B(b), T(t), C(c) {
+    const std::vector<uint8_t> nan(buf.bytes(), 0xff);
+    toma::cuda::copy_to_device(buf.data(), nan.data(), nan.size(), "test");
+  }
   toma::ConstTokens view() const { return {buf.data(), dtype, B, T, C}; }
   toma::Tokens mview() { return {buf.data(), dtype, B, T, C}; }
   tt::Tensor host() const {
@@ -131,6 +135,14 @@ bool same_destinations(const toma::Plan& cpu, const std::vector<int32_t>& got, c
 // A device plan read back against the CPU plan: destinations, then M and U of every element.
 void compare_plans(const toma::Plan& cpu, const toma::DevicePlan& dev, const tt::Tensor& x, const std::string& what) {
   auto back = toma::download_plan(dev);
+  // The device's own masses (what merge divides by), not only those the download recomputes.
+  std::vector<float> dmass((size_t)dev.B * dev.K);
+  toma::cuda::copy_to_host(dmass.data(), dev.mass.data(), dmass.size() * 4, "test");
+  for (int b = 0; b < dev.B && dev.K == back->K; ++b) {
+    std::vector<double> have(dmass.begin() + (size_t)b * dev.K, dmass.begin() + (size_t)(b + 1) * dev.K);
+    std::vector<double> want(back->weights[b].mass.begin(), back->weights[b].mass.end());
+    CHECK_REL(have, want, 1e-6, what + " device mass of element " + std::to_string(b));
+  }
   CHECK_EQ(back->K, cpu.K);
   CHECK_EQ(back->B, cpu.B);
   CHECK_EQ(back->P, cpu.P);
@@ -237,6 +249,7 @@ TEST_CASE(cuda, plans_match_the_cpu_on_small_regions) {
       {1, 6, 6, 16, K::Tile, 4, 4, 0.0, 1000, 0, false, DType::F32},     // ratio 0: identity
       {2, 4, 16, 64, K::Stripe, 1, 0, 0.5, 1000, 2, false, DType::F32},  // stripe of 16 tokens
       {1, 5, 7, 24, K::Global, 0, 0, 0.6, 1000, 0, false, DType::F16},   // global of 35 tokens
+      {2, 13, 9, 32, K::Tile, 4, 4, 0.75, 1000, 0, false, DType::F32},   // k = 1 in the remainder tiles
   };
   uint32_t seed = 100;
   for (const auto& c : cases) run_plan_case(c, seed++);
@@ -251,6 +264,8 @@ TEST_CASE(cuda, plans_match_the_cpu_on_large_regions) {
       {2, 12, 11, 40, K::Global, 0, 0, 0.5, 1000, 0, false, DType::BF16},  // global of 132, k > 64
       {1, 16, 16, 32, K::Global, 0, 0, 0.75, kInf, 0, false, DType::F32},  // global hard
       {2, 10, 10, 32, K::Tile, 10, 10, 0.3, 1000, 4, true, DType::F16},    // shared batch
+      {1, 20, 19, 32, K::Tile, 9, 9, 0.5, 1000, 0, false, DType::F32},     // regions of 81, 18, 9 and 2
+      {2, 13, 24, 40, K::Stripe, 4, 0, 0.5, kInf, 1, false, DType::F32},   // a short last stripe, hard
   };
   if (!small_run()) {
     cases.push_back({1, 32, 32, 64, K::Global, 0, 0, 0.5, 1000, 0, false, DType::F32});  // k = 512
@@ -259,6 +274,28 @@ TEST_CASE(cuda, plans_match_the_cpu_on_large_regions) {
   }
   uint32_t seed = 200;
   for (const auto& c : cases) run_plan_case(c, seed++);
+}
+
+TEST_CASE(cuda, batches_beyond_the_grid_limit) {
+  if (!have_device()) return;
+  // gridDim.y/z stop at 65535: the batch is launched in slices.
+  run_plan_case({70001, 2, 3, 4, toma::RegionSpec::Tile, 2, 2, 0.5, 1000, 1, false, DType::F32}, 350);
+  tt::Rng rng(351);
+  const toma::PlanOptions o = options(2, 3, toma::RegionSpec::Tile, 2, 2, 0.5, 1000, 1);
+  const tt::Tensor x = tt::random_tensor(rng, DType::F16, 70001, 7, 8);
+  auto plan = toma::compute_plan_cpu(x.view(), o);
+  auto dplan = toma::upload_plan(*plan);
+  const OnDevice xd(x);
+  OnDevice yd(DType::F16, x.B, 1 + plan->K, 8);
+  toma::merge_cuda(*dplan, xd.view(), yd.mview());
+  tt::Tensor y = tt::poisoned_tensor(DType::F16, x.B, 1 + plan->K, 8);
+  toma::merge_cpu(*plan, x.view(), y.mview());
+  CHECK_REL(yd.host().values(), y.values(), 2e-3, "merge of 70001 elements");
+  OnDevice xo(DType::F16, x.B, 7, 8);
+  toma::unmerge_cuda(*dplan, yd.view(), xo.mview());
+  tt::Tensor xc = tt::poisoned_tensor(DType::F16, x.B, 7, 8);
+  toma::unmerge_cpu(*plan, y.view(), xc.mview());
+  CHECK_REL(xo.host().values(), xc.values(), 2e-3, "unmerge of 70001 elements");
 }
 
 TEST_CASE(cuda, adaptive_plans_run_through_the_cpu_path) {

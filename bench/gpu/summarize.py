@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""The short table gpu-check.sh prints last: toma's CUDA timings (toma-cuda.json, one JSON object a
+line from `toma_tests bench_cuda`), the PyTorch peers (torch-peers.json) and the authors' ToMA
+(authors-peer.json), with the issues' targets checked where both sides were measured."""
+import json
+import os
+import re
+import sys
+
+
+def load_lines(path):
+    rows = []
+    if os.path.isfile(path):
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    rows.append(json.loads(line))
+    return rows
+
+
+def load(path):
+    if os.path.isfile(path):
+        with open(path) as f:
+            return json.load(f)
+    return None
+
+
+def main() -> int:
+    out = sys.argv[1] if len(sys.argv) > 1 else "bench/results/gpu-check"
+    toma = load_lines(os.path.join(out, "toma-cuda.json"))
+    torch = load(os.path.join(out, "torch-peers.json"))
+    authors = load(os.path.join(out, "authors-peer.json"))
+    if not toma and not torch:
+        print("summary: no GPU timings in", out)
+        return 0
+    if torch:
+        print(f"card: {torch['device']} ({torch['sms']} SMs), torch {torch['torch']} CUDA {torch['cuda']}")
+        print(f"peak: bf16 matmul {torch['matmul_bf16_tflops']:.0f} TFLOP/s, copy {torch['copy_gbps']:.0f} GB/s (PyTorch)")
+    print()
+    print(f"{'toma CUDA op':62} {'ms':>9}  derived")
+    for r in toma:
+        extra = "  ".join(f"{k} {v:.3g}" for k, v in r.items() if k not in ("name", "ms"))
+        print(f"{r['name'][:62]:62} {r['ms']:9.4f}  {extra}")
+    print()
+    checks = []
+    by_name = {r["name"]: r for r in toma}
+    plan = by_name.get("computePlan SDXL 64x64 B=1 C=640 float16 4x4 ratio 0.5")
+    if plan:
+        us = plan["ms"] * 1e3
+        checks.append(("computePlan 4096 tokens C=640 4x4 ratio 0.5 <= 50 us", f"{us:.1f} us", us <= 50))
+    for op in ("merge", "unmerge"):
+        r = by_name.get(f"{op} SDXL 64x64 B=2 C=640 float16 ratio 0.5")
+        if r and "of_copy" in r:
+            checks.append((f"{op} SDXL 64x64 >= 70% of copy bandwidth", f"{100 * r['of_copy']:.0f}%", r["of_copy"] >= 0.7))
+    # Attention rows (bench_cuda_attention.cc) against SDPA at the same shape and dtype.
+    if torch:
+        sdpa = {(r["shape"], r["dtype"], r["ratio"]): r["ms"] for r in torch["rows"]}
+        for r in toma:
+            m = re.match(r"(attention dense|mergeAttentionUnmerge) (sdxl64|sdxl32|flux) (float16|bfloat16)"
+                         r"(?: ratio ([0-9.]+))?( plan included)?", r["name"])
+            if not m:
+                continue
+            kind, shape, dtype, ratio, with_plan = m.groups()
+            dense = sdpa.get((shape, dtype, 0.0))
+            if dense is None:
+                continue
+            speed = dense / r["ms"]
+            if kind == "attention dense":
+                checks.append((f"toma dense {shape} {dtype} >= 0.6x SDPA", f"{speed:.2f}x", speed >= 0.6))
+            elif ratio == "0.5" and shape in ("sdxl64", "flux"):
+                target = 2.5 if with_plan else 3.0
+                label = f"mergeAttentionUnmerge {shape} {dtype} 0.5{' +plan' if with_plan else ''} >= {target}x SDPA dense"
+                checks.append((label, f"{speed:.2f}x", speed >= target))
+    if authors:
+        print(f"{'authors PyTorch ToMA':34} {'plan ms':>9} {'merge ms':>9} {'unmerge ms':>10}")
+        for r in authors["rows"]:
+            print(f"{r['shape']} {r['dtype']} ratio {r['ratio']:<5} {'':8} {r['plan_ms']:9.3f} {r['merge_ms']:9.3f} {r['unmerge_ms']:10.3f}")
+        print()
+    if checks:
+        print(f"{'target':70} {'measured':>10}  met")
+        for label, value, ok in checks:
+            print(f"{label:70} {value:>10}  {'yes' if ok else 'NO'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
