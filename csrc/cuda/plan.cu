@@ -226,10 +226,7 @@ std::shared_ptr<const Layout> build_layout(const PlanOptions& o, const Regions& 
 class LayoutCache {
  public:
   std::shared_ptr<const Layout> get(const PlanOptions& o, const Regions& regions, const std::vector<int>& counts) {
-    std::string key = std::to_string(o.H) + "x" + std::to_string(o.W) + ":" + std::to_string((int)o.region.kind) + ":" +
-                      std::to_string(o.region.th) + "," + std::to_string(o.region.tw) + "," +
-                      std::to_string(o.region.rows) + ":";
-    for (int c : counts) key += std::to_string(c) + ",";
+    const Key key{o.H, o.W, (int)o.region.kind, o.region.th, o.region.tw, o.region.rows, counts};
     {
       std::lock_guard<std::mutex> lock(mu_);
       for (auto it = entries_.begin(); it != entries_.end(); ++it)
@@ -240,15 +237,22 @@ class LayoutCache {
     }
     auto L = build_layout(o, regions, counts, true);
     std::lock_guard<std::mutex> lock(mu_);
-    entries_.emplace_front(std::move(key), L);
+    entries_.emplace_front(key, L);
     if (entries_.size() > kEntries) entries_.pop_back();
     return L;
   }
 
  private:
+  struct Key {
+    int H, W, kind, th, tw, rows;
+    std::vector<int> counts;
+    bool operator==(const Key& k) const {
+      return H == k.H && W == k.W && kind == k.kind && th == k.th && tw == k.tw && rows == k.rows && counts == k.counts;
+    }
+  };
   static constexpr size_t kEntries = 32;
   std::mutex mu_;
-  std::list<std::pair<std::string, std::shared_ptr<const Layout>>> entries_;
+  std::list<std::pair<Key, std::shared_ptr<const Layout>>> entries_;
 };
 
 LayoutCache& layouts() {
