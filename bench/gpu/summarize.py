@@ -54,19 +54,22 @@ def main() -> int:
         if r and "of_copy" in r:
             checks.append((f"{op} SDXL 64x64 >= 70% of copy bandwidth", f"{100 * r['of_copy']:.0f}%", r["of_copy"] >= 0.7))
     # Attention rows (bench_cuda_attention.cc) against SDPA at the same shape and dtype.
+    shapes = {"SDXL 64x64": "sdxl64", "SDXL 32x32": "sdxl32", "Flux": "flux"}
+    dtypes = {"f16": "float16", "bf16": "bfloat16"}
     if torch:
         sdpa = {(r["shape"], r["dtype"], r["ratio"]): r["ms"] for r in torch["rows"]}
         for r in toma:
-            m = re.match(r"(attention dense|mergeAttentionUnmerge) (sdxl64|sdxl32|flux) (float16|bfloat16)"
-                         r"(?: ratio ([0-9.]+))?( plan included)?", r["name"])
+            m = re.match(r"(attention_cuda|mergeAttentionUnmerge) (f16|bf16) (?:r=([0-9.]+) )?(SDXL 64x64|SDXL 32x32|Flux)"
+                         r".*?( \+plan)?$", r["name"])
             if not m:
                 continue
-            kind, shape, dtype, ratio, with_plan = m.groups()
+            kind, dt, ratio, shape_name, with_plan = m.groups()
+            shape, dtype = shapes[shape_name], dtypes[dt]
             dense = sdpa.get((shape, dtype, 0.0))
             if dense is None:
                 continue
             speed = dense / r["ms"]
-            if kind == "attention dense":
+            if kind == "attention_cuda":
                 checks.append((f"toma dense {shape} {dtype} >= 0.6x SDPA", f"{speed:.2f}x", speed >= 0.6))
             elif ratio == "0.5" and shape in ("sdxl64", "flux"):
                 target = 2.5 if with_plan else 3.0

@@ -1,0 +1,449 @@
+// The device side of attention_cuda (csrc/cuda/attention.cu launches these): two flash-style
+// kernels, each block owning a tile of queries of one (batch, head) and streaming over key tiles
+// with an online softmax, so the [Tq, Tk] score matrix only ever exists one tile at a time, in
+// shared memory.
+//
+//  - tc_attention: fp16 / bf16 q, k, v of one dtype and head dims that are multiples of 16 up to
+//    128, on tensor cores through WMMA (mma.sync on sm_80+), fp32 accumulation. WMMA leaves the
+//    register layout of its fragments unspecified, so every step that needs to know which row a
+//    value belongs to (softmax, the rescale of the output) goes through a per-warp shared-memory
+//    scratch whose layout we choose, and the output accumulator lives in registers in that layout.
+//  - f32_attention: everything else (float32 inputs, mixed dtypes, other head dims up to 256) on
+//    CUDA cores in float32. Float32 attention must stay within 1e-4 (SPEC 9), which neither fp16
+//    nor bf16 nor tf32 tensor cores can meet, so float32 inputs are never rounded down.
+#pragma once
+#include <mma.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "cuda/common.cuh"
+
+namespace toma {
+namespace flash {
+
+using cuda::from_f;
+using cuda::to_f;
+namespace wmma = nvcuda::wmma;
+
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr int kThreads = 128;  // both kernels: 4 warps
+
+__device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
+
+struct Args {
+  const void* q;
+  const void* k;
+  const void* v;
+  void* out;
+  int qdt, kdt, vdt, odt;  // DType values
+  int Tq, Tk, C, D;
+  float sl2;          // scale * log2(e): scores are kept in log2 units and exponentiated by exp2
+  const float* bias;  // [B, Tk] natural-log units, or null
+  bool vec;           // q, k, v allow 16-byte loads (tc_attention only)
+};
+
+__device__ __forceinline__ unsigned bits_of(__half x) { return __half_as_ushort(x); }
+__device__ __forceinline__ unsigned bits_of(__nv_bfloat16 x) { return __bfloat16_as_ushort(x); }
+
+__device__ __forceinline__ float load_any(const void* p, int dt, size_t i) {
+  if (dt == (int)DType::F32) return static_cast<const float*>(p)[i];
+  if (dt == (int)DType::F16) return __half2float(static_cast<const __half*>(p)[i]);
+  return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+}
+
+__device__ __forceinline__ void store_any(void* p, int dt, size_t i, float v) {
+  if (dt == (int)DType::F32)
+    static_cast<float*>(p)[i] = v;
+  else if (dt == (int)DType::F16)
+    static_cast<__half*>(p)[i] = __float2half_rn(v);
+  else
+    static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
+}
+
+// Bias of key j (log2 units) for the tile held in shared memory; -inf past the last key, so the
+// padding keys (zero rows of K, finite scores) get exactly zero weight.
+__device__ __forceinline__ float key_bias_l2(const Args& a, int b, int j) {
+  if (j >= a.Tk) return neg_inf();
+  return a.bias ? a.bias[(size_t)b * a.Tk + j] * kLog2e : 0.f;
+}
+
+// ---- tensor-core kernel -----------------------------------------------------------------------
+
+constexpr int kBM = 64;           // queries per block: 16 per warp
+constexpr int kBN = 64;           // keys per tile
+constexpr int kLdS = kBN + 8;     // floats per row of a warp's score scratch
+constexpr int kLdP = kBN + 8;     // halves per row of a warp's probability tile
+constexpr int kLdW = 24;          // floats per row of a warp's 16x16 P.V chunk (aliases the scores)
+constexpr int kWarps = kThreads / 32;
+static_assert(kBM == 16 * kWarps, "one 16-row WMMA tile of queries per warp");
+static_assert(kBM == kBN, "the query tile is staged in the K buffer");
+static_assert(kBN == 64, "the softmax below gives each lane 32 of a row's 64 scores");
+// The paddings (8 floats / 8 halves / 24 floats) make WMMA's ldm legal (a multiple of 16 bytes)
+// and the lanes' 16-byte reads of the scratch below bank-conflict free.
+
+template <int D>
+struct TcLayout {
+  static constexpr int kLd = D + 8;  // halves per row of the K / V / Q tiles
+  static constexpr size_t kTile = (size_t)kBN * kLd * 2;
+  static constexpr size_t kK = 0, kV = kTile, kP = 2 * kTile;
+  static constexpr size_t kS = kP + (size_t)kWarps * 16 * kLdP * 2;
+  static constexpr size_t kBias = kS + (size_t)kWarps * 16 * kLdS * 4;
+  static constexpr size_t kBytes = kBias + kBN * 4;
+  // WMMA pointers must be 32-byte aligned; every region starts at a multiple of 256 bytes.
+  static_assert(kTile % 256 == 0 && kP % 256 == 0 && kS % 256 == 0 && kBias % 256 == 0, "alignment");
+};
+
+// cp.async (sm_80+): global to shared without passing through registers. With src_bytes = 0 it
+// reads nothing and writes 16 zero bytes (rows past the end).
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+  const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(valid ? 16 : 0) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// Starts copying rows [row0, row0 + kBN) of a [rows, C] matrix (channels [0, D) from src) into
+// dst[kBN][D + 8]; rows past the end become zero. With vec the copy is asynchronous (cp.async,
+// waited for by the caller); otherwise, for bases not 16-byte aligned, plain 2-byte loads.
+// rows >= 1, so src (row 0) is always a readable address for the zero-fill copies.
+template <class T, int D>
+__device__ __forceinline__ void load_tile(T* dst, const T* src, int row0, int rows, int C, bool vec, int tid) {
+  constexpr int kChunks = D / 8;  // 16-byte chunks per row
+  static_assert((kBN * kChunks) % kThreads == 0, "whole iterations");
+  if (vec) {
+#pragma unroll
+    for (int it = 0; it < kBN * kChunks / kThreads; ++it) {
+      const int idx = tid + it * kThreads, r = idx / kChunks, c = idx % kChunks, j = row0 + r;
+      const bool valid = j < rows;
+      cp_async16(dst + r * (D + 8) + c * 8, src + (valid ? (size_t)j * C : 0) + c * 8, valid);
+    }
+  } else {
+#pragma unroll 1
+    for (int it = 0; it < kBN * kChunks / kThreads; ++it) {
+      const int idx = tid + it * kThreads, r = idx / kChunks, c = idx % kChunks, j = row0 + r;
+      uint4 val = make_uint4(0, 0, 0, 0);
+      if (j < rows) {
+        const unsigned short* h = reinterpret_cast<const unsigned short*>(src + (size_t)j * C + c * 8);
+        val.x = (unsigned)h[0] | ((unsigned)h[1] << 16);
+        val.y = (unsigned)h[2] | ((unsigned)h[3] << 16);
+        val.z = (unsigned)h[4] | ((unsigned)h[5] << 16);
+        val.w = (unsigned)h[6] | ((unsigned)h[7] << 16);
+      }
+      *reinterpret_cast<uint4*>(dst + r * (D + 8) + c * 8) = val;
+    }
+  }
+}
+
+// grid (ceil(Tq / 64), heads, B), 128 threads. Warp w owns queries q0 + 16w .. q0 + 16w + 15. In
+// the softmax and the output accumulator, lane l owns row l / 2 of its warp's 16 and half of its
+// columns (lane parity picks which), so a row's statistics live in the two lanes that use them.
+// Unconstrained, ptxas spends up to 255 registers on deeper unrolling (2 blocks per SM). Up to
+// D = 64 it fits 168 without spilling: 3 blocks of 128 threads per SM (a cap of 128 for 4 blocks
+// spills). Above, the output accumulator and the query fragments alone take 80+ registers and a
+// cap of 168 spills; an A100's shared memory holds only 2 blocks there anyway.
+template <int D>
+constexpr int tc_min_blocks() { return D <= 64 ? 3 : 2; }
+
+template <class T, int D>
+__global__ void __launch_bounds__(kThreads, tc_min_blocks<D>()) tc_attention(const Args a) {
+  using L = TcLayout<D>;
+  constexpr int kLd = L::kLd;
+  constexpr int kNC = D / 16;     // 16-wide chunks of the head dim
+  constexpr int kNK = kBN / 16;   // 16-wide chunks of a key tile
+  extern __shared__ __align__(256) unsigned char smem[];
+  T* const Ks = reinterpret_cast<T*>(smem + L::kK);
+  T* const Vs = reinterpret_cast<T*>(smem + L::kV);
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  T* const Pw = reinterpret_cast<T*>(smem + L::kP) + warp * 16 * kLdP;
+  float* const Sw = reinterpret_cast<float*>(smem + L::kS) + warp * 16 * kLdS;
+  float* const bias_s = reinterpret_cast<float*>(smem + L::kBias);
+
+  const int q0 = blockIdx.x * kBM, head = blockIdx.y, b = blockIdx.z;
+  const size_t col0 = (size_t)head * D;
+  const T* const qg = static_cast<const T*>(a.q) + (size_t)b * a.Tq * a.C + col0;
+  const T* const kg = static_cast<const T*>(a.k) + (size_t)b * a.Tk * a.C + col0;
+  const T* const vg = static_cast<const T*>(a.v) + (size_t)b * a.Tk * a.C + col0;
+
+  // The query tile goes through the K buffer into registers once; the loop's first barrier keeps
+  // the first key tile from overwriting it before every warp has loaded its fragments.
+  load_tile<T, D>(Ks, qg, q0, a.Tq, a.C, a.vec, tid);
+  cp_async_commit();
+  cp_async_wait<0>();
+  __syncthreads();
+  wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> qf[kNC];
+#pragma unroll
+  for (int kk = 0; kk < kNC; ++kk) wmma::load_matrix_sync(qf[kk], Ks + warp * 16 * kLd + kk * 16, kLd);
+
+  const int r = lane >> 1, hf = lane & 1;
+  float m_run = neg_inf(), l_run = 0.f;
+  // o[n][0..3]: columns 16n + 4hf + 0..3; o[n][4..7]: columns 16n + 8 + 4hf + 0..3 (of row r).
+  float o[kNC][8];
+#pragma unroll
+  for (int n = 0; n < kNC; ++n)
+#pragma unroll
+    for (int e = 0; e < 8; ++e) o[n][e] = 0.f;
+
+  const int tiles = (a.Tk + kBN - 1) / kBN;
+  for (int t = 0; t < tiles; ++t) {
+    const int k0 = t * kBN;
+    __syncthreads();  // every warp is done with the previous K / V tile (or the query staging)
+    // K and V in two copy groups: V keeps arriving while the scores and the softmax run.
+    load_tile<T, D>(Ks, kg, k0, a.Tk, a.C, a.vec, tid);
+    cp_async_commit();
+    load_tile<T, D>(Vs, vg, k0, a.Tk, a.C, a.vec, tid);
+    cp_async_commit();
+    if (tid < kBN) bias_s[tid] = key_bias_l2(a, b, k0 + tid);
+    cp_async_wait<1>();  // this thread's K copies have landed
+    __syncthreads();     // ... and everyone's, and the bias
+
+    // Scores of the warp's 16 queries against the 64 keys, into the warp's scratch.
+    {
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> sacc[kNK];
+#pragma unroll
+      for (int n = 0; n < kNK; ++n) wmma::fill_fragment(sacc[n], 0.f);
+#pragma unroll
+      for (int kk = 0; kk < kNC; ++kk)
+#pragma unroll
+        for (int n = 0; n < kNK; ++n) {
+          // K^T as a column-major 16x16 block: element (d, j) at Ks[j * kLd + d].
+          wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> kf;
+          wmma::load_matrix_sync(kf, Ks + n * 16 * kLd + kk * 16, kLd);
+          wmma::mma_sync(sacc[n], qf[kk], kf, sacc[n]);
+        }
+#pragma unroll
+      for (int n = 0; n < kNK; ++n) wmma::store_matrix_sync(Sw + n * 16, sacc[n], kLdS, wmma::mem_row_major);
+    }
+    __syncwarp();
+
+    // Online softmax of row r: this lane takes the float4 groups hf, hf + 2, ..., its partner
+    // lane (lane ^ 1) the others. Two passes over the scratch (max, then exp) rather than holding
+    // the 32 scores in registers. P is rounded to T before it is summed, so the normaliser l
+    // counts exactly the weights the P.V product uses.
+    float alpha;
+    {
+      float mx = neg_inf();
+#pragma unroll
+      for (int i = 0; i < kBN / 8; ++i) {
+        const int c = 4 * (hf + 2 * i);
+        const float4 s = *reinterpret_cast<const float4*>(Sw + r * kLdS + c);
+        const float4 bb = *reinterpret_cast<const float4*>(bias_s + c);
+        mx = fmaxf(mx, fmaxf(fmaxf(fmaf(s.x, a.sl2, bb.x), fmaf(s.y, a.sl2, bb.y)),
+                             fmaxf(fmaf(s.z, a.sl2, bb.z), fmaf(s.w, a.sl2, bb.w))));
+      }
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      const float m_new = fmaxf(m_run, mx);
+      // A row with every key so far at -inf (a -inf bias) keeps weights 0 instead of NaN.
+      const float m_use = m_new == neg_inf() ? 0.f : m_new;
+      alpha = exp2f(m_run - m_use);  // 0 on the first tile (m_run = -inf)
+      float sum = 0.f;
+#pragma unroll
+      for (int i = 0; i < kBN / 8; ++i) {
+        const int c = 4 * (hf + 2 * i);
+        const float4 s = *reinterpret_cast<const float4*>(Sw + r * kLdS + c);
+        const float4 bb = *reinterpret_cast<const float4*>(bias_s + c);
+        // The same fmaf as in the max pass: bit-identical scores, so no p exceeds 1.
+        const T p0 = from_f<T>(exp2f(fmaf(s.x, a.sl2, bb.x) - m_use));
+        const T p1 = from_f<T>(exp2f(fmaf(s.y, a.sl2, bb.y) - m_use));
+        const T p2 = from_f<T>(exp2f(fmaf(s.z, a.sl2, bb.z) - m_use));
+        const T p3 = from_f<T>(exp2f(fmaf(s.w, a.sl2, bb.w) - m_use));
+        sum += (to_f(p0) + to_f(p1)) + (to_f(p2) + to_f(p3));
+        // One 8-byte store (element 0 in the low half): conflict-free across the warp.
+        *reinterpret_cast<uint2*>(Pw + r * kLdP + c) =
+            make_uint2(bits_of(p0) | (bits_of(p1) << 16), bits_of(p2) | (bits_of(p3) << 16));
+      }
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      l_run = l_run * alpha + sum;
+      m_run = m_new;
+    }
+    cp_async_wait<0>();  // this thread's V copies have landed
+    __syncthreads();     // everyone's V; also orders this warp's P and scratch use
+                         // (a warp-level barrier would do for those)
+
+    // O = alpha O + P V, one 16-wide chunk of the head dim at a time through the scratch.
+    {
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> pf[kNK];
+#pragma unroll
+      for (int kk = 0; kk < kNK; ++kk) wmma::load_matrix_sync(pf[kk], Pw + kk * 16, kLdP);
+#pragma unroll
+      for (int n = 0; n < kNC; ++n) {
+        wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+        wmma::fill_fragment(acc, 0.f);
+#pragma unroll
+        for (int kk = 0; kk < kNK; ++kk) {
+          wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> vf;
+          wmma::load_matrix_sync(vf, Vs + kk * 16 * kLd + n * 16, kLd);
+          wmma::mma_sync(acc, pf[kk], vf, acc);
+        }
+        wmma::store_matrix_sync(Sw, acc, kLdW, wmma::mem_row_major);
+        __syncwarp();
+        const float4 w0 = *reinterpret_cast<const float4*>(Sw + r * kLdW + 4 * hf);
+        const float4 w1 = *reinterpret_cast<const float4*>(Sw + r * kLdW + 8 + 4 * hf);
+        o[n][0] = fmaf(o[n][0], alpha, w0.x);
+        o[n][1] = fmaf(o[n][1], alpha, w0.y);
+        o[n][2] = fmaf(o[n][2], alpha, w0.z);
+        o[n][3] = fmaf(o[n][3], alpha, w0.w);
+        o[n][4] = fmaf(o[n][4], alpha, w1.x);
+        o[n][5] = fmaf(o[n][5], alpha, w1.y);
+        o[n][6] = fmaf(o[n][6], alpha, w1.z);
+        o[n][7] = fmaf(o[n][7], alpha, w1.w);
+        __syncwarp();  // read before the next chunk (or the next tile's scores) overwrite it
+      }
+    }
+  }
+
+  const int row = q0 + warp * 16 + r;
+  if (row < a.Tq) {
+    const float inv = 1.f / l_run;
+    const size_t base = ((size_t)b * a.Tq + row) * a.C + col0;
+#pragma unroll
+    for (int n = 0; n < kNC; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        store_any(a.out, a.odt, base + 16 * n + 4 * hf + e, o[n][e] * inv);
+        store_any(a.out, a.odt, base + 16 * n + 8 + 4 * hf + e, o[n][4 + e] * inv);
+      }
+  }
+}
+
+// ---- float32 CUDA-core kernel -----------------------------------------------------------------
+
+constexpr int kFQ = 32;  // queries per block: 8 per warp
+constexpr int kFK = 32;  // keys per tile: one per lane in the softmax
+
+inline int f32_dpad(int D) { return (D + 3) & ~3; }
+inline size_t f32_smem(int D) { return ((size_t)3 * 32 * f32_dpad(D) + 32 * 33 + 32) * 4; }
+
+// grid (ceil(Tq / 32), heads, B), 128 threads; any head dim D <= 32 * NCH, any input dtypes.
+// Shared memory: Q transposed [Dp][32] (lane = query reads consecutive words), K and V [32][Dp],
+// scores / probabilities [32][33] (padded against bank conflicts), the tile's key bias [32].
+// Scores: lane = query row, warp w computes keys w, w + 4, ..., w + 28. Softmax and P.V: warp w
+// owns rows 8w .. 8w + 7; in P.V lane l owns head-dim columns l, l + 32, ... of those rows.
+template <int NCH>
+__global__ void __launch_bounds__(kThreads) f32_attention(const Args a) {
+  extern __shared__ __align__(256) unsigned char smem[];
+  const int D = a.D, Dp = (D + 3) & ~3;
+  float* const Qt = reinterpret_cast<float*>(smem);
+  float* const Ks = Qt + 32 * Dp;
+  float* const Vs = Ks + 32 * Dp;
+  float* const Ss = Vs + 32 * Dp;
+  float* const bias_s = Ss + 32 * 33;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int q0 = blockIdx.x * kFQ, head = blockIdx.y, b = blockIdx.z;
+  const size_t col0 = (size_t)head * D;
+  const size_t qbase = (size_t)b * a.Tq * a.C + col0, kbase = (size_t)b * a.Tk * a.C + col0;
+
+  for (int idx = tid; idx < 32 * Dp; idx += kThreads) {
+    const int r = idx / Dp, d = idx - r * Dp;
+    const float x = (q0 + r < a.Tq && d < D) ? load_any(a.q, a.qdt, qbase + (size_t)(q0 + r) * a.C + d) : 0.f;
+    Qt[d * 32 + r] = x;
+  }
+
+  float o[8][NCH], m[8], l[8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    m[i] = neg_inf();
+    l[i] = 0.f;
+#pragma unroll
+    for (int c = 0; c < NCH; ++c) o[i][c] = 0.f;
+  }
+
+  const int tiles = (a.Tk + kFK - 1) / kFK;
+  for (int t = 0; t < tiles; ++t) {
+    const int k0 = t * kFK;
+    __syncthreads();  // the previous tile's K, V and P are no longer read
+    for (int idx = tid; idx < 32 * Dp; idx += kThreads) {
+      const int j = idx / Dp, d = idx - j * Dp;
+      float kv = 0.f, vv = 0.f;
+      if (k0 + j < a.Tk && d < D) {
+        const size_t off = kbase + (size_t)(k0 + j) * a.C + d;
+        kv = load_any(a.k, a.kdt, off);
+        vv = load_any(a.v, a.vdt, off);
+      }
+      Ks[idx] = kv;
+      Vs[idx] = vv;
+    }
+    if (tid < kFK) bias_s[tid] = key_bias_l2(a, b, k0 + tid);
+    __syncthreads();
+
+    {
+      float acc[8];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) acc[i] = 0.f;
+      for (int d = 0; d < Dp; d += 4) {
+        const float x0 = Qt[d * 32 + lane], x1 = Qt[(d + 1) * 32 + lane];
+        const float x2 = Qt[(d + 2) * 32 + lane], x3 = Qt[(d + 3) * 32 + lane];
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          const float4 kv = *reinterpret_cast<const float4*>(Ks + (warp + 4 * i) * Dp + d);
+          acc[i] = fmaf(x0, kv.x, acc[i]);
+          acc[i] = fmaf(x1, kv.y, acc[i]);
+          acc[i] = fmaf(x2, kv.z, acc[i]);
+          acc[i] = fmaf(x3, kv.w, acc[i]);
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < 8; ++i) Ss[lane * 33 + warp + 4 * i] = acc[i];
+    }
+    __syncthreads();
+
+    float alpha[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      float* const srow = Ss + (warp * 8 + i) * 33;
+      const float s = fmaf(srow[lane], a.sl2, bias_s[lane]);
+      float mx = s;
+#pragma unroll
+      for (int w = 16; w > 0; w >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, w));
+      const float m_new = fmaxf(m[i], mx);
+      const float m_use = m_new == neg_inf() ? 0.f : m_new;
+      alpha[i] = exp2f(m[i] - m_use);
+      const float p = exp2f(s - m_use);
+      float sum = p;
+#pragma unroll
+      for (int w = 16; w > 0; w >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, w);
+      l[i] = l[i] * alpha[i] + sum;
+      m[i] = m_new;
+      srow[lane] = p;
+    }
+    __syncwarp();  // the warp's own rows of P, written above, are read below
+
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+#pragma unroll
+      for (int c = 0; c < NCH; ++c) o[i][c] *= alpha[i];
+    for (int j = 0; j < kFK; ++j) {
+      float p[8];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) p[i] = Ss[(warp * 8 + i) * 33 + j];
+#pragma unroll
+      for (int c = 0; c < NCH; ++c) {
+        const int d = lane + 32 * c;
+        if (d < D) {
+          const float vv = Vs[j * Dp + d];
+#pragma unroll
+          for (int i = 0; i < 8; ++i) o[i][c] = fmaf(p[i], vv, o[i][c]);
+        }
+      }
+    }
+  }
+
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const int row = q0 + warp * 8 + i;
+    if (row >= a.Tq) continue;
+    const float inv = 1.f / l[i];
+    const size_t base = ((size_t)b * a.Tq + row) * a.C + col0;
+#pragma unroll
+    for (int c = 0; c < NCH; ++c) {
+      const int d = lane + 32 * c;
+      if (d < D) store_any(a.out, a.odt, base + d, o[i][c] * inv);
+    }
+  }
+}
+
+}  // namespace flash
+}  // namespace toma
