@@ -57,6 +57,8 @@
         "csrc/napi/args.cc",
         "csrc/napi/backend_info.cc",
         "csrc/napi/baseline_ops.cc",
+        "csrc/napi/device_tensor.cc",
+        "csrc/napi/op_support.cc",
         "csrc/napi/ops.cc",
         "csrc/napi/plan_object.cc"
       ]

@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import type { RegionMatrices, Region, Tensor } from './types';
+import type { Dtype, RegionMatrices, Region, Tensor } from './types';
 
 export interface NativeBackendInfo {
   cudaCompiled: boolean;
@@ -31,20 +31,38 @@ export interface NativePlan {
   readonly hard: boolean;
   readonly region: Region;
   readonly shareBatch: boolean;
+  /** Host plus device bytes held. */
   readonly bytes: number;
+  /** True when the weights live on the CUDA device (a plan computed there, or used there once). */
+  readonly device: boolean;
   readonly destinations: Int32Array;
   matrices(b?: number): RegionMatrices[];
 }
 
+export interface NativeDeviceTensor {
+  readonly shape: number[];
+  readonly dtype: Dtype;
+  readonly bytes: number;
+  readonly disposed: boolean;
+  toHost(): Promise<Tensor>;
+  dispose(): void;
+}
+
+/** An op's tensor argument: host memory or a DeviceTensor. */
+type AnyTensor = Tensor | NativeDeviceTensor;
+
 export interface NativeAddon {
   Plan: { prototype: NativePlan; new (handle: never): NativePlan };
+  DeviceTensor: { prototype: NativeDeviceTensor; new (handle: never): NativeDeviceTensor };
   backendInfo(): NativeBackendInfo;
-  selectDestinations(x: Tensor, o: unknown): Promise<Int32Array>;
-  computePlan(x: Tensor, o: unknown): Promise<NativePlan>;
-  merge(x: Tensor, plan: NativePlan, o?: unknown): Promise<Tensor>;
-  unmerge(y: Tensor, plan: NativePlan, o?: unknown): Promise<Tensor>;
-  attention(q: Tensor, k: Tensor, v: Tensor, o: unknown): Promise<Tensor>;
-  mergeAttentionUnmerge(q: Tensor, k: Tensor, v: Tensor, plan: NativePlan, o: unknown): Promise<Tensor>;
+  toDevice(t: Tensor): Promise<NativeDeviceTensor>;
+  // A DeviceTensor main input (x, y, q) gives a DeviceTensor result, a host one a host Tensor.
+  selectDestinations(x: AnyTensor, o: unknown): Promise<Int32Array>;
+  computePlan(x: AnyTensor, o: unknown): Promise<NativePlan>;
+  merge(x: AnyTensor, plan: NativePlan, o?: unknown): Promise<AnyTensor>;
+  unmerge(y: AnyTensor, plan: NativePlan, o?: unknown): Promise<AnyTensor>;
+  attention(q: AnyTensor, k: AnyTensor, v: AnyTensor, o: unknown): Promise<AnyTensor>;
+  mergeAttentionUnmerge(q: AnyTensor, k: AnyTensor, v: AnyTensor, plan: NativePlan, o: unknown): Promise<AnyTensor>;
   assignmentPlan(assignment: Int32Array, o: unknown): Promise<NativePlan>;
   tomesdPlan(x: Tensor, o: unknown): Promise<NativePlan>;
 }

@@ -1,6 +1,7 @@
 // The ops of SPEC section 8. Each returns a Promise and runs off the JavaScript thread; argument
 // errors (TypeError / RangeError naming the argument) arrive as rejections.
 import { opBackend } from './backend';
+import { isDeviceTensor, type DeviceTensor } from './device';
 import { loadAddon, type NativePlan } from './native';
 import type { AttentionOptions, BackendOption, MergeAttentionOptions, PlanOptions, Tensor } from './types';
 
@@ -9,41 +10,71 @@ export type Plan = NativePlan;
 export const Plan: { prototype: Plan } = loadAddon().Plan;
 
 // Options reach the addon with the resolved backend; invalid option objects are left for the
-// addon to reject with its own messages.
-function withBackend<T>(op: string, o: T): T {
-  const requested = o !== null && typeof o === 'object' ? (o as BackendOption).backend : undefined;
+// addon to reject with its own messages. A DeviceTensor argument asks for CUDA unless a backend
+// was given (where CUDA is unavailable no real DeviceTensor exists, and the addon rejects the fake).
+function withBackend<T>(op: string, o: T, tensors: unknown[] = []): T {
+  let requested = o !== null && typeof o === 'object' ? (o as BackendOption).backend : undefined;
+  if (requested === undefined && tensors.some(isDeviceTensor) && loadAddon().backendInfo().cudaAvailable)
+    requested = 'cuda';
   const b = opBackend(op, requested);
   return o !== null && typeof o === 'object' && !Array.isArray(o) ? { ...o, backend: b } : o;
 }
 
-export async function selectDestinations(x: Tensor, o: PlanOptions): Promise<Int32Array> {
-  return loadAddon().selectDestinations(x, withBackend('selectDestinations', o));
+type AnyTensor = Tensor | DeviceTensor;
+
+export async function selectDestinations(x: AnyTensor, o: PlanOptions): Promise<Int32Array> {
+  return loadAddon().selectDestinations(x, withBackend('selectDestinations', o, [x]));
 }
 
-export async function computePlan(x: Tensor, o: PlanOptions): Promise<Plan> {
-  return loadAddon().computePlan(x, withBackend('computePlan', o));
+/** On CUDA the plan stays on the device (plan.device); either backend converts it once if needed. */
+export async function computePlan(x: AnyTensor, o: PlanOptions): Promise<Plan> {
+  return loadAddon().computePlan(x, withBackend('computePlan', o, [x]));
 }
 
-export async function merge(x: Tensor, plan: Plan, o: BackendOption = {}): Promise<Tensor> {
-  return loadAddon().merge(x, plan, withBackend('merge', o));
+export function merge(x: DeviceTensor, plan: Plan, o?: BackendOption): Promise<DeviceTensor>;
+export function merge(x: Tensor, plan: Plan, o?: BackendOption): Promise<Tensor>;
+export function merge(x: AnyTensor, plan: Plan, o?: BackendOption): Promise<AnyTensor>;
+export async function merge(x: AnyTensor, plan: Plan, o: BackendOption = {}): Promise<AnyTensor> {
+  return loadAddon().merge(x, plan, withBackend('merge', o, [x]));
 }
 
-export async function unmerge(y: Tensor, plan: Plan, o: BackendOption = {}): Promise<Tensor> {
-  return loadAddon().unmerge(y, plan, withBackend('unmerge', o));
+export function unmerge(y: DeviceTensor, plan: Plan, o?: BackendOption): Promise<DeviceTensor>;
+export function unmerge(y: Tensor, plan: Plan, o?: BackendOption): Promise<Tensor>;
+export function unmerge(y: AnyTensor, plan: Plan, o?: BackendOption): Promise<AnyTensor>;
+export async function unmerge(y: AnyTensor, plan: Plan, o: BackendOption = {}): Promise<AnyTensor> {
+  return loadAddon().unmerge(y, plan, withBackend('unmerge', o, [y]));
 }
 
-export async function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions): Promise<Tensor> {
-  return loadAddon().attention(q, k, v, withBackend('attention', o));
+export function attention(q: DeviceTensor, k: AnyTensor, v: AnyTensor, o: AttentionOptions): Promise<DeviceTensor>;
+export function attention(q: Tensor, k: AnyTensor, v: AnyTensor, o: AttentionOptions): Promise<Tensor>;
+export function attention(q: AnyTensor, k: AnyTensor, v: AnyTensor, o: AttentionOptions): Promise<AnyTensor>;
+export async function attention(q: AnyTensor, k: AnyTensor, v: AnyTensor, o: AttentionOptions): Promise<AnyTensor> {
+  return loadAddon().attention(q, k, v, withBackend('attention', o, [q, k, v]));
 }
 
-export async function mergeAttentionUnmerge(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
+export function mergeAttentionUnmerge(
+  q: DeviceTensor,
+  k: AnyTensor,
+  v: AnyTensor,
   plan: Plan,
   o: MergeAttentionOptions,
-): Promise<Tensor> {
-  return loadAddon().mergeAttentionUnmerge(q, k, v, plan, withBackend('mergeAttentionUnmerge', o));
+): Promise<DeviceTensor>;
+export function mergeAttentionUnmerge(q: Tensor, k: AnyTensor, v: AnyTensor, plan: Plan, o: MergeAttentionOptions): Promise<Tensor>;
+export function mergeAttentionUnmerge(
+  q: AnyTensor,
+  k: AnyTensor,
+  v: AnyTensor,
+  plan: Plan,
+  o: MergeAttentionOptions,
+): Promise<AnyTensor>;
+export async function mergeAttentionUnmerge(
+  q: AnyTensor,
+  k: AnyTensor,
+  v: AnyTensor,
+  plan: Plan,
+  o: MergeAttentionOptions,
+): Promise<AnyTensor> {
+  return loadAddon().mergeAttentionUnmerge(q, k, v, plan, withBackend('mergeAttentionUnmerge', o, [q, k, v]));
 }
 
 export interface AssignmentPlanOptions {

@@ -3,6 +3,7 @@
 
 #include "napi/backend_info.h"
 #include "napi/baseline_ops.h"
+#include "napi/device_tensor.h"
 #include "napi/ops.h"
 #include "napi/plan_object.h"
 
@@ -10,7 +11,9 @@ namespace toma {
 
 TomaAddon::TomaAddon(Napi::Env env, Napi::Object exports) {
   plan_ctor = PlanObject::Init(env, exports);
+  device_tensor_ctor = DeviceTensorObject::Init(env, exports);
   exports.Set("backendInfo", Napi::Function::New(env, BackendInfo, "backendInfo"));
+  exports.Set("toDevice", Napi::Function::New(env, ToDevice, "toDevice"));
   exports.Set("selectDestinations", Napi::Function::New(env, SelectDestinations, "selectDestinations"));
   exports.Set("computePlan", Napi::Function::New(env, ComputePlan, "computePlan"));
   exports.Set("merge", Napi::Function::New(env, Merge, "merge"));

@@ -9,6 +9,7 @@ class TomaAddon : public Napi::Addon<TomaAddon> {
  public:
   TomaAddon(Napi::Env env, Napi::Object exports);
   Napi::FunctionReference plan_ctor;
+  Napi::FunctionReference device_tensor_ctor;
 };
 
 inline TomaAddon& addon(Napi::Env env) { return *env.GetInstanceData<TomaAddon>(); }

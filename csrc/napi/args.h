@@ -4,6 +4,7 @@
 #pragma once
 #include <napi.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -12,16 +13,31 @@
 
 namespace toma {
 
-struct HostTensor {
-  Napi::Object object;  // pinned by the worker for the call's duration
-  const void* data = nullptr;
+// What the shape and dtype checks read: the same for host tensors and toma.DeviceTensors.
+struct TensorInfo {
   size_t bytes = 0;
   DType dtype = DType::F32;
-  std::vector<int64_t> shape;
-  std::string name;
+  std::vector<int64_t> shape;  // [B, T, C]
+  std::string name;            // the argument's name in error messages
+};
+
+struct HostTensor : TensorInfo {
+  Napi::Object object;  // pinned by the worker for the call's duration
+  const void* data = nullptr;
   ConstTokens tokens() const {
     return ConstTokens{data, dtype, (int)shape[0], (int)shape[1], (int)shape[2]};
   }
+};
+
+namespace cuda {
+class DeviceBuffer;
+}
+
+// An op's tensor argument: host memory, or a toma.DeviceTensor (then `device` is set, `data` is
+// null and `object` is the DeviceTensor). Either way shape, dtype and name are filled.
+struct TensorArg : HostTensor {
+  std::shared_ptr<cuda::DeviceBuffer> device;
+  bool on_device() const { return device != nullptr; }
 };
 
 [[noreturn]] void throw_type(Napi::Env env, const std::string& msg);

@@ -21,7 +21,13 @@ Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
   o.Set("driverVersion", d.driver_version);
   o.Set("runtimeVersion", d.runtime_version);
   // Ops with CUDA kernels in this build; the others run on the CPU under any backend.
-  o.Set("cudaOps", Napi::Array::New(env));
+  Napi::Array ops = Napi::Array::New(env);
+#ifdef TOMA_WITH_CUDA
+  const char* const cuda_ops[] = {"selectDestinations", "computePlan", "merge", "unmerge", "attention",
+                                  "mergeAttentionUnmerge"};
+  for (uint32_t i = 0; i < sizeof cuda_ops / sizeof cuda_ops[0]; ++i) ops.Set(i, cuda_ops[i]);
+#endif
+  o.Set("cudaOps", ops);
   o.Set("cpuIsa", cpu_kernels().isa);
   o.Set("threads", ThreadPool::instance().size());
   return o;

@@ -4,9 +4,12 @@
 #include <memory>
 
 #include "napi/args.h"
+#include "napi/device_tensor.h"
+#include "napi/op_support.h"
 #include "napi/plan_object.h"
 #include "napi/worker.h"
 #include "ops/attention.h"
+#include "ops/cuda.h"
 #include "ops/greedy.h"
 #include "ops/merge.h"
 #include "ops/merge_attention_unmerge.h"
@@ -16,66 +19,6 @@
 namespace toma {
 
 namespace {
-
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string r = "[";
-  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + "]";
-}
-
-// Off-thread check: NaN and Infinity are rejected, never propagated.
-void check_finite(const HostTensor& t) {
-  if (!all_finite(t.data, t.dtype, t.bytes / dtype_size(t.dtype)))
-    throw range_error(t.name + ".data contains NaN or Infinity");
-}
-
-// For the ops whose every input element reaches the output (merge, unmerge, attention: a NaN or
-// infinity anywhere in an input makes some output non-finite, even through a zero weight), the
-// output is scanned instead of each input: one pass instead of three. Only when it is not finite
-// are the inputs scanned, to name the culprit; finite inputs that overflow are named as such.
-void check_result(const void* out, DType t, size_t n, std::initializer_list<const HostTensor*> inputs) {
-  if (all_finite(out, t, n)) return;
-  for (const HostTensor* in : inputs) check_finite(*in);
-  throw range_error("the result overflowed to infinity (finite inputs too large for " +
-                    std::string(dtype_name(t)) + ")");
-}
-
-void require_cpu(Napi::Env env, Napi::Value options, const std::string& name, const char* op) {
-  if (backend_option(env, options, name) == "cuda")
-    throw Napi::Error::New(env, std::string(op) + ": the CUDA backend has no kernel for this op in this build "
-                                "(use { backend: 'cpu' })");
-}
-
-void check_plan_fit(Napi::Env env, const HostTensor& t, const Plan& p, int tokens, const char* what) {
-  if (t.shape[0] != p.B || t.shape[1] != tokens)
-    throw_range(env, t.name + ".shape " + shape_str(t.shape) + " does not fit the plan: expected [" +
-                         std::to_string(p.B) + ", " + std::to_string(tokens) + ", C] (" + what + ")");
-}
-
-// The result array is made on the JavaScript thread and filled off it; a reference carries it
-// to OnOK (a napi_value does not outlive the call's handle scope).
-struct Output {
-  std::shared_ptr<Napi::Reference<Napi::Value>> ref;
-  void* data;
-  std::vector<int64_t> shape;
-  DType dtype;
-  Tokens tokens() const { return Tokens{data, dtype, (int)shape[0], (int)shape[1], (int)shape[2]}; }
-  size_t count() const { return (size_t)shape[0] * shape[1] * shape[2]; }
-};
-
-Output make_output(Napi::Env env, DType t, std::vector<int64_t> shape) {
-  Output o;
-  Napi::TypedArray a = new_data(env, t, (size_t)shape[0] * shape[1] * shape[2]);
-  o.data = data_pointer(a);
-  o.ref = std::make_shared<Napi::Reference<Napi::Value>>(Napi::Persistent(Napi::Value(a)));
-  o.shape = std::move(shape);
-  o.dtype = t;
-  return o;
-}
-
-Napi::Value resolve_tensor(Napi::Env env, const Output& o) {
-  return tensor_object(env, o.ref->Value().As<Napi::TypedArray>(), o.shape, o.dtype);
-}
 
 struct AttnOptions {
   int heads;
@@ -100,34 +43,96 @@ AttnOptions parse_attention_options(Napi::Env env, Napi::Value v, int C, const s
   return a;
 }
 
-void check_same(Napi::Env env, const HostTensor& a, const HostTensor& ref, bool tokens_too) {
-  if (a.dtype != ref.dtype)
-    throw_type(env, a.name + ".dtype '" + dtype_name(a.dtype) + "' does not match " + ref.name + ".dtype '" +
-                        dtype_name(ref.dtype) + "'");
-  if (a.shape[0] != ref.shape[0] || a.shape[2] != ref.shape[2] || (tokens_too && a.shape[1] != ref.shape[1]))
-    throw_range(env, a.name + ".shape " + shape_str(a.shape) + " does not match " + ref.name + ".shape " +
-                         shape_str(ref.shape));
-}
-
-}  // namespace
-
-Napi::Value SelectDestinations(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  HostTensor x = parse_tensor(env, info[0], "x");
-  PlanOptions o = parse_plan_options(env, info[1], "options");
-  require_cpu(env, info[1], "options", "selectDestinations");
+void check_grid(Napi::Env env, const TensorInfo& x, const PlanOptions& o) {
   const int64_t N = (int64_t)o.H * o.W;
   if (x.shape[1] != o.prefix + N)
     throw_range(env, "x.shape[1] = " + std::to_string(x.shape[1]) + " must equal options.prefix + H * W = " +
                          std::to_string(o.prefix + N));
+}
+
+// Optional fixed destinations of computePlan: the weight-only recompute of the reuse schedule.
+// Returns the rows (B, or 1 shared by the batch; 0 when absent) and fills *dest.
+int parse_destinations(Napi::Env env, Napi::Value dv, const PlanOptions& o, int B, std::vector<int32_t>* dest) {
+  if (dv.IsUndefined()) return 0;
+  if (!dv.IsTypedArray() || dv.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    throw_type(env, "options.destinations must be an Int32Array (plan.destinations), got " + describe(dv));
+  Napi::Int32Array da = dv.As<Napi::Int32Array>();
+  if (da.ArrayBuffer().IsDetached()) throw_type(env, "options.destinations is backed by a detached ArrayBuffer");
+  const Regions R = make_regions(o.H, o.W, o.region);
+  const size_t L = da.ElementLength();
+  // [B, K] when that reads as B valid rows, else one row [K] shared by the batch.
+  std::vector<int> counts;
+  std::string why;
+  int rows = 0;
+  if (L > 0 && L % B == 0 && L / B <= (size_t)o.H * o.W &&
+      check_destinations(R, da.Data(), B, (int)(L / B), &counts, &why)) {
+    rows = B;
+  } else if (L > 0 && L <= (size_t)o.H * o.W && check_destinations(R, da.Data(), 1, (int)L, &counts, &why)) {
+    rows = 1;
+  } else {
+    throw_range(env, "options.destinations does not fit the grid and region: " +
+                         (why.empty() ? "expected [K] or [B, K] image-token indices" : why));
+  }
+  dest->assign(da.Data(), da.Data() + L);
+  return rows;
+}
+
+AttentionParams attention_params(ConstTokens q, ConstTokens k, ConstTokens v, Tokens out, const AttnOptions& a) {
+  AttentionParams p;
+  p.q = q;
+  p.k = k;
+  p.v = v;
+  p.out = out;
+  p.heads = a.heads;
+  p.scale = a.scale;
+  return p;
+}
+
+MergeAttentionParams mau_params(ConstTokens q, ConstTokens k, ConstTokens v, Tokens out, const AttnOptions& a) {
+  MergeAttentionParams p;
+  p.q = q;
+  p.k = k;
+  p.v = v;
+  p.out = out;
+  p.heads = a.heads;
+  p.scale = a.scale;
+  p.merge_queries = a.merge_queries;
+  p.proportional = a.proportional;
+  return p;
+}
+
+// A conversion of the plan made during the op is reported to V8 when the op settles.
+template <class F>
+OpWorker::Done reporting(std::shared_ptr<PlanHolder> plan, F f) {
+  return [plan, f](Napi::Env env) -> Napi::Value {
+    plan->report(env);
+    return f(env);
+  };
+}
+
+}  // namespace
+
+// Every op: on the CPU the inputs must be host tensors; on CUDA host inputs are staged (copied in,
+// the result copied back to a new host tensor) and a DeviceTensor main input gives a DeviceTensor.
+
+Napi::Value SelectDestinations(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  TensorArg x = parse_tensor_arg(env, info[0], "x");
+  PlanOptions o = parse_plan_options(env, info[1], "options");
+  const bool cuda = use_cuda(env, info[1], "options", "selectDestinations", {&x});
+  check_grid(env, x, o);
   auto out = std::make_shared<std::vector<int32_t>>();
-  auto K = std::make_shared<int>(0);
   return OpWorker::Queue(
       env, "selectDestinations", {x.object},
-      [x, o, out, K] {
+      [x, o, out, cuda] {
         check_finite(x);
-        SelectParams p{x.tokens(), o};
-        *out = select_destinations_cpu(p, K.get());
+        int K = 0;
+        if (cuda) {
+          DeviceStage stage("selectDestinations");
+          *out = select_destinations_cuda(stage.input(x), o, &K);
+        } else {
+          *out = select_destinations_cpu(SelectParams{x.tokens(), o}, &K);
+        }
       },
       [out](Napi::Env env) -> Napi::Value {
         Napi::Int32Array a = Napi::Int32Array::New(env, out->size());
@@ -138,105 +143,119 @@ Napi::Value SelectDestinations(const Napi::CallbackInfo& info) {
 
 Napi::Value ComputePlan(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  HostTensor x = parse_tensor(env, info[0], "x");
+  TensorArg x = parse_tensor_arg(env, info[0], "x");
   PlanOptions o = parse_plan_options(env, info[1], "options");
-  require_cpu(env, info[1], "options", "computePlan");
-  const int64_t N = (int64_t)o.H * o.W;
-  if (x.shape[1] != o.prefix + N)
-    throw_range(env, "x.shape[1] = " + std::to_string(x.shape[1]) + " must equal options.prefix + H * W = " +
-                         std::to_string(o.prefix + N));
-  // Optional fixed destinations: the weight-only recompute of the reuse schedule.
+  const bool cuda = use_cuda(env, info[1], "options", "computePlan", {&x});
+  check_grid(env, x, o);
   auto dest = std::make_shared<std::vector<int32_t>>();
-  int dest_rows = 0;
-  Napi::Value dv = info[1].As<Napi::Object>().Get("destinations");
-  std::vector<Napi::Value> pin{x.object};
-  if (!dv.IsUndefined()) {
-    if (!dv.IsTypedArray() || dv.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
-      throw_type(env, "options.destinations must be an Int32Array (plan.destinations), got " + describe(dv));
-    Napi::Int32Array da = dv.As<Napi::Int32Array>();
-    if (da.ArrayBuffer().IsDetached()) throw_type(env, "options.destinations is backed by a detached ArrayBuffer");
-    const Regions R = make_regions(o.H, o.W, o.region);
-    const size_t L = da.ElementLength();
-    const int B = (int)x.shape[0];
-    // [B, K] when that reads as B valid rows, else one row [K] shared by the batch.
-    std::vector<int> counts;
-    std::string why;
-    if (L > 0 && L % B == 0 && L / B <= (size_t)o.H * o.W &&
-        check_destinations(R, da.Data(), B, (int)(L / B), &counts, &why)) {
-      dest_rows = B;
-    } else if (L > 0 && L <= (size_t)o.H * o.W && check_destinations(R, da.Data(), 1, (int)L, &counts, &why)) {
-      dest_rows = 1;
-    } else {
-      throw_range(env, "options.destinations does not fit the grid and region: " +
-                           (why.empty() ? "expected [K] or [B, K] image-token indices" : why));
-    }
-    dest->assign(da.Data(), da.Data() + L);
-  }
-  auto plan = std::make_shared<std::shared_ptr<Plan>>();
+  const int rows =
+      parse_destinations(env, info[1].As<Napi::Object>().Get("destinations"), o, (int)x.shape[0], dest.get());
+  // A plan computed on CUDA stays there; the host form is made only if a CPU op asks for it.
+  auto host = std::make_shared<std::shared_ptr<const Plan>>();
+  auto device = std::make_shared<std::shared_ptr<const DevicePlan>>();
   return OpWorker::Queue(
-      env, "computePlan", pin,
-      [x, o, plan, dest, dest_rows] {
+      env, "computePlan", {x.object},
+      [x, o, dest, rows, cuda, host, device] {
         check_finite(x);
-        if (dest_rows == 0) *plan = compute_plan_cpu(x.tokens(), o);
-        else *plan = compute_plan_with_destinations_cpu(x.tokens(), o, dest->data(), dest_rows,
-                                                        (int)(dest->size() / dest_rows));
+        const int K = rows ? (int)(dest->size() / rows) : 0;
+        if (cuda) {
+          DeviceStage stage("computePlan");
+          const ConstTokens xt = stage.input(x);
+          *device = rows ? compute_plan_with_destinations_cuda(xt, o, dest->data(), rows, K) : compute_plan_cuda(xt, o);
+        } else {
+          *host = rows ? compute_plan_with_destinations_cpu(x.tokens(), o, dest->data(), rows, K)
+                       : compute_plan_cpu(x.tokens(), o);
+        }
       },
-      [plan](Napi::Env env) -> Napi::Value { return PlanObject::Wrap(env, *plan); });
+      [host, device](Napi::Env env) -> Napi::Value {
+        return *device ? PlanObject::Wrap(env, *device) : PlanObject::Wrap(env, *host);
+      });
 }
 
 Napi::Value Merge(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  HostTensor x = parse_tensor(env, info[0], "x");
-  std::shared_ptr<const Plan> plan = PlanObject::FromValue(env, info[1], "plan");
-  require_cpu(env, info[2], "options", "merge");
-  check_plan_fit(env, x, *plan, plan->P + plan->N, "prefix + N tokens");
-  Output out = make_output(env, x.dtype, {x.shape[0], plan->P + plan->K, x.shape[2]});
+  TensorArg x = parse_tensor_arg(env, info[0], "x");
+  std::shared_ptr<PlanHolder> plan = PlanObject::FromValue(env, info[1], "plan");
+  const bool cuda = use_cuda(env, info[2], "options", "merge", {&x});
+  check_plan_fit(env, x, plan->B, plan->P + plan->N, "prefix + N tokens");
+  const std::vector<int64_t> shape{x.shape[0], plan->P + plan->K, x.shape[2]};
+  if (cuda) {
+    DeviceResult out(env, x.on_device(), x.dtype, shape);
+    return OpWorker::Queue(
+        env, "merge", {x.object, info[1]},
+        [x, plan, out] {
+          out.check_inputs_first({&x});
+          DeviceStage stage("merge");
+          merge_cuda(*plan->device(), stage.input(x), out.tokens(stage));
+          out.finish("merge", {&x});
+        },
+        reporting(plan, [out](Napi::Env env) { return out.value(env); }));
+  }
+  Output out = make_output(env, x.dtype, shape);
   return OpWorker::Queue(
       env, "merge", {x.object, info[1]},
       [x, plan, out] {
-        merge_cpu(*plan, x.tokens(), out.tokens());
+        merge_cpu(*plan->host(), x.tokens(), out.tokens());
         check_result(out.data, out.dtype, out.count(), {&x});
       },
-      [out](Napi::Env env) { return resolve_tensor(env, out); });
+      reporting(plan, [out](Napi::Env env) { return resolve_tensor(env, out); }));
 }
 
 Napi::Value Unmerge(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  HostTensor y = parse_tensor(env, info[0], "y");
-  std::shared_ptr<const Plan> plan = PlanObject::FromValue(env, info[1], "plan");
-  require_cpu(env, info[2], "options", "unmerge");
-  check_plan_fit(env, y, *plan, plan->P + plan->K, "prefix + K merged tokens");
-  Output out = make_output(env, y.dtype, {y.shape[0], plan->P + plan->N, y.shape[2]});
+  TensorArg y = parse_tensor_arg(env, info[0], "y");
+  std::shared_ptr<PlanHolder> plan = PlanObject::FromValue(env, info[1], "plan");
+  const bool cuda = use_cuda(env, info[2], "options", "unmerge", {&y});
+  check_plan_fit(env, y, plan->B, plan->P + plan->K, "prefix + K merged tokens");
+  const std::vector<int64_t> shape{y.shape[0], plan->P + plan->N, y.shape[2]};
+  if (cuda) {
+    DeviceResult out(env, y.on_device(), y.dtype, shape);
+    return OpWorker::Queue(
+        env, "unmerge", {y.object, info[1]},
+        [y, plan, out] {
+          out.check_inputs_first({&y});
+          DeviceStage stage("unmerge");
+          unmerge_cuda(*plan->device(), stage.input(y), out.tokens(stage));
+          out.finish("unmerge", {&y});
+        },
+        reporting(plan, [out](Napi::Env env) { return out.value(env); }));
+  }
+  Output out = make_output(env, y.dtype, shape);
   return OpWorker::Queue(
       env, "unmerge", {y.object, info[1]},
       [y, plan, out] {
-        unmerge_cpu(*plan, y.tokens(), out.tokens());
+        unmerge_cpu(*plan->host(), y.tokens(), out.tokens());
         check_result(out.data, out.dtype, out.count(), {&y});
       },
-      [out](Napi::Env env) { return resolve_tensor(env, out); });
+      reporting(plan, [out](Napi::Env env) { return resolve_tensor(env, out); }));
 }
 
 Napi::Value Attention(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  HostTensor q = parse_tensor(env, info[0], "q");
-  HostTensor k = parse_tensor(env, info[1], "k");
-  HostTensor v = parse_tensor(env, info[2], "v");
+  TensorArg q = parse_tensor_arg(env, info[0], "q");
+  TensorArg k = parse_tensor_arg(env, info[1], "k");
+  TensorArg v = parse_tensor_arg(env, info[2], "v");
   check_same(env, k, q, false);
   check_same(env, v, k, true);
   AttnOptions a = parse_attention_options(env, info[3], (int)q.shape[2], "options");
-  require_cpu(env, info[3], "options", "attention");
+  const bool cuda = use_cuda(env, info[3], "options", "attention", {&q, &k, &v});
+  if (cuda) {
+    DeviceResult out(env, q.on_device(), q.dtype, q.shape);
+    return OpWorker::Queue(
+        env, "attention", {q.object, k.object, v.object},
+        [q, k, v, a, out] {
+          out.check_inputs_first({&q, &k, &v});
+          DeviceStage stage("attention");
+          attention_cuda(attention_params(stage.input(q), stage.input(k), stage.input(v), out.tokens(stage), a));
+          out.finish("attention", {&q, &k, &v});
+        },
+        [out](Napi::Env env) { return out.value(env); });
+  }
   Output out = make_output(env, q.dtype, q.shape);
   return OpWorker::Queue(
       env, "attention", {q.object, k.object, v.object},
       [q, k, v, a, out] {
-        AttentionParams p;
-        p.q = q.tokens();
-        p.k = k.tokens();
-        p.v = v.tokens();
-        p.out = out.tokens();
-        p.heads = a.heads;
-        p.scale = a.scale;
-        attention_cpu(p);
+        attention_cpu(attention_params(q.tokens(), k.tokens(), v.tokens(), out.tokens(), a));
         check_result(out.data, out.dtype, out.count(), {&q, &k, &v});
       },
       [out](Napi::Env env) { return resolve_tensor(env, out); });
@@ -244,32 +263,37 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
 
 Napi::Value MergeAttentionUnmerge(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  HostTensor q = parse_tensor(env, info[0], "q");
-  HostTensor k = parse_tensor(env, info[1], "k");
-  HostTensor v = parse_tensor(env, info[2], "v");
-  std::shared_ptr<const Plan> plan = PlanObject::FromValue(env, info[3], "plan");
+  TensorArg q = parse_tensor_arg(env, info[0], "q");
+  TensorArg k = parse_tensor_arg(env, info[1], "k");
+  TensorArg v = parse_tensor_arg(env, info[2], "v");
+  std::shared_ptr<PlanHolder> plan = PlanObject::FromValue(env, info[3], "plan");
   check_same(env, k, q, true);
   check_same(env, v, q, true);
-  check_plan_fit(env, q, *plan, plan->P + plan->N, "prefix + N tokens");
+  check_plan_fit(env, q, plan->B, plan->P + plan->N, "prefix + N tokens");
   AttnOptions a = parse_attention_options(env, info[4], (int)q.shape[2], "options");
-  require_cpu(env, info[4], "options", "mergeAttentionUnmerge");
+  const bool cuda = use_cuda(env, info[4], "options", "mergeAttentionUnmerge", {&q, &k, &v});
+  if (cuda) {
+    DeviceResult out(env, q.on_device(), q.dtype, q.shape);
+    return OpWorker::Queue(
+        env, "mergeAttentionUnmerge", {q.object, k.object, v.object, info[3]},
+        [q, k, v, a, plan, out] {
+          out.check_inputs_first({&q, &k, &v});
+          DeviceStage stage("mergeAttentionUnmerge");
+          merge_attention_unmerge_cuda(*plan->device(),
+                                       mau_params(stage.input(q), stage.input(k), stage.input(v), out.tokens(stage), a));
+          out.finish("mergeAttentionUnmerge", {&q, &k, &v});
+        },
+        reporting(plan, [out](Napi::Env env) { return out.value(env); }));
+  }
   Output out = make_output(env, q.dtype, q.shape);
   return OpWorker::Queue(
       env, "mergeAttentionUnmerge", {q.object, k.object, v.object, info[3]},
       [q, k, v, a, plan, out] {
-        MergeAttentionParams p;
-        p.q = q.tokens();
-        p.k = k.tokens();
-        p.v = v.tokens();
-        p.out = out.tokens();
-        p.heads = a.heads;
-        p.scale = a.scale;
-        p.merge_queries = a.merge_queries;
-        p.proportional = a.proportional;
-        merge_attention_unmerge_cpu(*plan, p);
+        merge_attention_unmerge_cpu(*plan->host(),
+                                    mau_params(q.tokens(), k.tokens(), v.tokens(), out.tokens(), a));
         check_result(out.data, out.dtype, out.count(), {&q, &k, &v});
       },
-      [out](Napi::Env env) { return resolve_tensor(env, out); });
+      reporting(plan, [out](Napi::Env env) { return resolve_tensor(env, out); }));
 }
 
 }  // namespace toma

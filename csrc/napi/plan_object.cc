@@ -2,48 +2,84 @@
 
 #include "napi/addon.h"
 #include "napi/args.h"
+#include "napi/guard.h"
 
 namespace toma {
 
+PlanHolder::PlanHolder(std::shared_ptr<const Plan> host)
+    : opts(host->opts), B(host->B), P(host->P), N(host->N), K(host->K), hard(host->hard), host_(std::move(host)) {}
+
+PlanHolder::PlanHolder(std::shared_ptr<const DevicePlan> device)
+    : opts(device->opts), B(device->B), P(device->P), N(device->N), K(device->K), hard(device->hard),
+      device_(std::move(device)) {}
+
+std::shared_ptr<const Plan> PlanHolder::host() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!host_) host_ = download_plan(*device_);
+  return host_;
+}
+
+std::shared_ptr<const DevicePlan> PlanHolder::device() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!device_) device_ = upload_plan(*host_);
+  return device_;
+}
+
+bool PlanHolder::on_device() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return device_ != nullptr;
+}
+
+size_t PlanHolder::bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return (host_ ? host_->bytes() : 0) + (device_ ? device_->bytes() : 0);
+}
+
+std::vector<int32_t> PlanHolder::destinations() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (host_) return host_->dest;
+  std::vector<int32_t> d((size_t)B * K);
+  cuda::copy_to_host(d.data(), device_->dest.data(), d.size() * sizeof(int32_t), "plan.destinations");
+  return d;
+}
+
+void PlanHolder::report(Napi::BasicEnv env, bool finalized) {
+  const int64_t now = finalized ? 0 : (int64_t)bytes();
+  if (now != reported_) Napi::MemoryManagement::AdjustExternalMemory(env, now - reported_);
+  reported_ = now;
+}
+
 namespace {
-// Marks objects made by this class, so a look-alike object is never unwrapped.
-const napi_type_tag kPlanTag = {0x746f6d61706c616eULL, 0x8c1f2b7e5a3d9e01ULL};
+
+// A DeviceError from a conversion on the JavaScript thread (a getter) becomes a plain Error.
+template <class F>
+auto on_js_thread(Napi::Env env, const char* what, F f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string(what) + ": " + e.what());
+  }
+}
+
 }  // namespace
 
-template <Napi::Value (PlanObject::*M)(const Napi::CallbackInfo&)>
-napi_value PlanObject::Guarded(napi_env env, napi_callback_info cbinfo) {
-  return Napi::details::WrapCallback(env, [&]() -> napi_value {
-    Napi::CallbackInfo info(env, cbinfo);
-    Napi::Value self = info.This();
-    if (!self.IsObject() || !self.As<Napi::Object>().CheckTypeTag(&kPlanTag))
-      throw_type(info.Env(), std::string("Plan.") + static_cast<const char*>(info.Data()) +
-                                 ": `this` must be a toma.Plan from toma.computePlan(), got " + describe(self));
-    return (Unwrap(self.As<Napi::Object>())->*M)(info);
-  });
-}
-
-template <Napi::Value (PlanObject::*M)(const Napi::CallbackInfo&)>
-Napi::ClassPropertyDescriptor<PlanObject> PlanObject::Getter(const char* name) {
-  napi_property_descriptor d = {name, nullptr, nullptr, &Guarded<M>, nullptr, nullptr, napi_default,
-                                const_cast<char*>(name)};
-  return Napi::ClassPropertyDescriptor<PlanObject>(d);
-}
-
 Napi::FunctionReference PlanObject::Init(Napi::Env env, Napi::Object exports) {
+  using T = PlanObject;
   Napi::Function ctor = DefineClass(env, "Plan", {
-      Getter<&PlanObject::K>("K"),
-      Getter<&PlanObject::B>("B"),
-      Getter<&PlanObject::N>("N"),
-      Getter<&PlanObject::P>("prefix"),
-      Getter<&PlanObject::Grid>("grid"),
-      Getter<&PlanObject::Ratio>("ratio"),
-      Getter<&PlanObject::Tau>("tau"),
-      Getter<&PlanObject::Hard>("hard"),
-      Getter<&PlanObject::Region>("region"),
-      Getter<&PlanObject::ShareBatch>("shareBatch"),
-      Getter<&PlanObject::Bytes>("bytes"),
-      Getter<&PlanObject::Destinations>("destinations"),
-      InstanceMethod<&PlanObject::Matrices>("matrices"),  // V8 checks its receiver (TypeError)
+      guarded_getter<T, &T::K>("K"),
+      guarded_getter<T, &T::B>("B"),
+      guarded_getter<T, &T::N>("N"),
+      guarded_getter<T, &T::P>("prefix"),
+      guarded_getter<T, &T::Grid>("grid"),
+      guarded_getter<T, &T::Ratio>("ratio"),
+      guarded_getter<T, &T::Tau>("tau"),
+      guarded_getter<T, &T::Hard>("hard"),
+      guarded_getter<T, &T::Region>("region"),
+      guarded_getter<T, &T::ShareBatch>("shareBatch"),
+      guarded_getter<T, &T::Bytes>("bytes"),
+      guarded_getter<T, &T::Device>("device"),
+      guarded_getter<T, &T::Destinations>("destinations"),
+      guarded_method<T, &T::Matrices>("matrices"),
   });
   exports.Set("Plan", ctor);
   return Napi::Persistent(ctor);
@@ -53,27 +89,30 @@ PlanObject::PlanObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PlanOb
   Napi::Env env = info.Env();
   if (info.Length() != 1 || !info[0].IsExternal())
     throw_type(env, "toma.Plan cannot be constructed directly; use toma.computePlan(x, options)");
-  auto* sp = info[0].As<Napi::External<std::shared_ptr<const Plan>>>().Data();
-  plan_ = *sp;
-  info.This().As<Napi::Object>().TypeTag(&kPlanTag);
-  reported_ = (int64_t)plan_->bytes();
-  Napi::MemoryManagement::AdjustExternalMemory(env, reported_);
+  plan_ = *info[0].As<Napi::External<std::shared_ptr<PlanHolder>>>().Data();
+  info.This().As<Napi::Object>().TypeTag(&kTag);
+  plan_->report(env);
 }
 
 void PlanObject::Finalize(Napi::BasicEnv env) {
-  if (reported_) Napi::MemoryManagement::AdjustExternalMemory(env, -reported_);
-  reported_ = 0;
+  plan_->report(env, true);
   plan_.reset();
 }
 
 Napi::Object PlanObject::Wrap(Napi::Env env, std::shared_ptr<const Plan> plan) {
-  std::shared_ptr<const Plan> holder = std::move(plan);
-  Napi::Value ext = Napi::External<std::shared_ptr<const Plan>>::New(env, &holder);
+  auto holder = std::make_shared<PlanHolder>(std::move(plan));
+  Napi::Value ext = Napi::External<std::shared_ptr<PlanHolder>>::New(env, &holder);
   return addon(env).plan_ctor.New({ext});
 }
 
-std::shared_ptr<const Plan> PlanObject::FromValue(Napi::Env env, Napi::Value v, const std::string& name) {
-  if (!v.IsObject() || !v.As<Napi::Object>().CheckTypeTag(&kPlanTag))
+Napi::Object PlanObject::Wrap(Napi::Env env, std::shared_ptr<const DevicePlan> plan) {
+  auto holder = std::make_shared<PlanHolder>(std::move(plan));
+  Napi::Value ext = Napi::External<std::shared_ptr<PlanHolder>>::New(env, &holder);
+  return addon(env).plan_ctor.New({ext});
+}
+
+std::shared_ptr<PlanHolder> PlanObject::FromValue(Napi::Env env, Napi::Value v, const std::string& name) {
+  if (!v.IsObject() || !v.As<Napi::Object>().CheckTypeTag(&kTag))
     throw_type(env, name + " must be a toma.Plan from toma.computePlan(), got " + describe(v));
   return Napi::ObjectWrap<PlanObject>::Unwrap(v.As<Napi::Object>())->plan_;
 }
@@ -86,7 +125,13 @@ Napi::Value PlanObject::Ratio(const Napi::CallbackInfo& info) { return Napi::Num
 Napi::Value PlanObject::Tau(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), plan_->opts.tau); }
 Napi::Value PlanObject::Hard(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), plan_->hard); }
 Napi::Value PlanObject::ShareBatch(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), plan_->opts.share_batch); }
-Napi::Value PlanObject::Bytes(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), (double)plan_->bytes()); }
+Napi::Value PlanObject::Device(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), plan_->on_device()); }
+
+// Host plus device bytes; a conversion made by an op is reported here at the latest.
+Napi::Value PlanObject::Bytes(const Napi::CallbackInfo& info) {
+  plan_->report(info.Env());
+  return Napi::Number::New(info.Env(), (double)plan_->bytes());
+}
 
 Napi::Value PlanObject::Grid(const Napi::CallbackInfo& info) {
   Napi::Array a = Napi::Array::New(info.Env(), 2);
@@ -111,9 +156,11 @@ Napi::Value PlanObject::Region(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// A device plan's destinations are copied from the device (synchronously: a getter cannot wait).
 Napi::Value PlanObject::Destinations(const Napi::CallbackInfo& info) {
-  Napi::Int32Array a = Napi::Int32Array::New(info.Env(), plan_->dest.size());
-  std::copy(plan_->dest.begin(), plan_->dest.end(), a.Data());
+  const std::vector<int32_t> d = on_js_thread(info.Env(), "plan.destinations", [&] { return plan_->destinations(); });
+  Napi::Int32Array a = Napi::Int32Array::New(info.Env(), d.size());
+  std::copy(d.begin(), d.end(), a.Data());
   return a;
 }
 
@@ -128,7 +175,11 @@ Napi::Value PlanObject::Matrices(const Napi::CallbackInfo& info) {
       throw_range(env, "matrices(b): b must be an integer in [0, " + std::to_string(plan_->B) + "), got " + describe(info[0]));
     b = (int)x;
   }
-  const Plan& p = *plan_;
+  // A device plan is downloaded once, on this thread (a method returning arrays cannot wait), and
+  // the host copy is kept for the CPU backend too.
+  const std::shared_ptr<const Plan> host = on_js_thread(env, "plan.matrices", [&] { return plan_->host(); });
+  plan_->report(env);
+  const Plan& p = *host;
   const Regions& R = p.regions;
   const PlanWeights& W = p.weights[b];
   Napi::Array out = Napi::Array::New(env, R.count());

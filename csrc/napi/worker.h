@@ -1,6 +1,7 @@
 // The one way ops leave the JavaScript thread: an AsyncWorker that owns a Promise, pins every
 // JavaScript value it reads or writes until it settles, and maps C++ failures to the right error
-// class (ArgError -> TypeError/RangeError, bad_alloc -> a clear out-of-memory Error).
+// class (ArgError -> TypeError/RangeError, bad_alloc -> a clear out-of-memory Error, DeviceError
+// and any other exception -> an Error whose message starts with the op's name).
 #pragma once
 #include <napi.h>
 
@@ -36,7 +37,7 @@ class OpWorker : public Napi::AsyncWorker {
     } catch (const std::bad_alloc&) {
       SetError(op_ + ": out of memory (the inputs need more host memory than is available)");
     } catch (const std::exception& e) {
-      SetError(op_ + ": " + e.what());
+      SetError(prefixed(e.what()));
     } catch (...) {
       SetError(op_ + ": unknown native error");
     }
@@ -66,6 +67,12 @@ class OpWorker : public Napi::AsyncWorker {
   OpWorker(Napi::Env env, const char* op, Work work, Done done)
       : Napi::AsyncWorker(env, op), deferred_(Napi::Promise::Deferred::New(env)), op_(op),
         work_(std::move(work)), done_(std::move(done)) {}
+
+  // Messages start with the op's name once: a DeviceError from below usually names it already.
+  std::string prefixed(const std::string& msg) const {
+    if (msg.compare(0, op_.size(), op_) == 0 && msg.size() > op_.size() && msg[op_.size()] == ':') return msg;
+    return op_ + ": " + msg;
+  }
 
   Napi::Promise::Deferred deferred_;
   std::string op_;
