@@ -9,7 +9,9 @@ import type { Tensor } from './types';
  * on it keep it until they finish); otherwise the garbage collector frees it eventually.
  */
 export type DeviceTensor = NativeDeviceTensor;
-export const DeviceTensor: { prototype: DeviceTensor } = loadAddon().DeviceTensor;
+// Typed as a constructor (made only by toDevice and the ops) so `r instanceof toma.DeviceTensor`
+// narrows a result of the mixed overloads.
+export const DeviceTensor = loadAddon().DeviceTensor as unknown as abstract new (handle: never) => DeviceTensor;
 
 export function isDeviceTensor(v: unknown): v is DeviceTensor {
   const ctor = loadAddon().DeviceTensor;

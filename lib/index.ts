@@ -27,6 +27,6 @@ export type { AssignmentPlanOptions, TomesdPlanOptions } from './ops';
 export { createProcessor } from './processor/processor';
 export type { Processor, ProcessorOptions, ProcessorStats, ProcessorCall } from './processor/processor';
 export { addonPath } from './native';
-export { DeviceTensor, toDevice } from './device';
+export { DeviceTensor, isDeviceTensor, toDevice } from './device';
 export { tensor, fromFloat32, toFloat32 } from './tensor';
 export * as onnx from './onnx';

@@ -47,6 +47,7 @@ DeviceInfo probe() {
   d.cc_major = prop.major;
   d.cc_minor = prop.minor;
   d.memory = prop.totalGlobalMem;
+  d.smem_optin = prop.sharedMemPerBlockOptin;
   if (prop.major < 8) {
     d.available = false;
     d.reason = std::string(prop.name) + " has compute capability " + std::to_string(prop.major) + "." +

@@ -43,6 +43,22 @@ struct Args {
   bool vec;           // q, k, v allow 16-byte loads (tc_attention only)
 };
 
+// merge-attention-unmerge fused into tc_mau_attention (below). The plan fields are those of
+// DevicePlan (ops/cuda.h).
+struct MauArgs {
+  const int32_t* groups;   // [G + 1]: query group g is regions groups[g] .. groups[g + 1] - 1
+  const int32_t* tokens;   // [N]
+  const int32_t* offsets;  // [R + 1]
+  const int32_t* k_off;    // [R + 1]
+  const int64_t* a_off;    // [R + 1]
+  const float* A;          // [B, a_total]
+  const float* mass;       // [B, K]
+  int64_t a_total;
+  int P, K, T;             // T = P + N: the rows of q and out
+  int prefix_blocks;       // ceil(P / 64): the first blocks are plain query tiles of the prefix
+  bool out_vec;            // out allows 16-byte stores
+};
+
 __device__ __forceinline__ unsigned bits_of(__half x) { return __half_as_ushort(x); }
 __device__ __forceinline__ unsigned bits_of(__nv_bfloat16 x) { return __bfloat16_as_ushort(x); }
 
@@ -148,8 +164,154 @@ __device__ __forceinline__ void load_tile(T* dst, const T* src, int row0, int ro
 template <int D>
 constexpr int tc_min_blocks() { return D <= 64 ? 3 : 2; }
 
+// Eight consecutive elements of a 2-byte row, widened (16-byte load when vec).
+template <class T>
+__device__ __forceinline__ void load8(const T* p, bool vec, float v[8]) {
+  union {
+    uint4 u;
+    T h[8];
+  } x;
+  if (vec) {
+    x.u = *reinterpret_cast<const uint4*>(p);
+  } else {
+#pragma unroll
+    for (int e = 0; e < 8; ++e) x.h[e] = p[e];
+  }
+#pragma unroll
+  for (int e = 0; e < 8; ++e) v[e] = to_f(x.h[e]);
+}
+
+// Eight consecutive output elements (element index i a multiple of 8) in the output dtype.
+__device__ __forceinline__ void store8(void* p, int dt, size_t i, const float v[8], bool vec) {
+  if (vec && dt == (int)DType::F32) {
+    float4* q = reinterpret_cast<float4*>(static_cast<float*>(p) + i);
+    q[0] = make_float4(v[0], v[1], v[2], v[3]);
+    q[1] = make_float4(v[4], v[5], v[6], v[7]);
+  } else if (vec && dt == (int)DType::F16) {
+    union { uint4 u; __half h[8]; } x;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) x.h[e] = __float2half_rn(v[e]);
+    *reinterpret_cast<uint4*>(static_cast<__half*>(p) + i) = x.u;
+  } else if (vec) {
+    union { uint4 u; __nv_bfloat16 h[8]; } x;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) x.h[e] = __float2bfloat16_rn(v[e]);
+    *reinterpret_cast<uint4*>(static_cast<__nv_bfloat16*>(p) + i) = x.u;
+  } else {
+#pragma unroll
+    for (int e = 0; e < 8; ++e) store_any(p, dt, i + e, v[e]);
+  }
+}
+
+// The merged query tile of a group (fused path): row i is merged token j0 + i of region
+// row_reg[i] (-1: past the group, a zero row). The arithmetic is merge_kernel's (merge.cu) in the
+// same order, so the tile is bit for bit the merged q the unfused path would have loaded.
 template <class T, int D>
-__global__ void __launch_bounds__(kThreads, tc_min_blocks<D>()) tc_attention(const Args a) {
+__device__ __forceinline__ void gather_merged_q(T* Qs, const int* row_reg, const Args& a, const MauArgs& m, int b,
+                                                int j0, size_t col0, int tid) {
+  constexpr int kChunks = D / 8;
+  static_assert((kBM * kChunks) % kThreads == 0, "whole iterations");
+  const T* const qb = static_cast<const T*>(a.q) + (size_t)b * m.T * a.C + col0 + (size_t)m.P * a.C;
+#pragma unroll 1
+  for (int idx = tid; idx < kBM * kChunks; idx += kThreads) {
+    const int i = idx / kChunks, c = idx % kChunks, r = row_reg[i];
+    float acc[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) acc[e] = 0.f;
+    if (r >= 0) {
+      const int off = m.offsets[r], n = m.offsets[r + 1] - off, j = j0 + i;
+      const float* const w = m.A + (size_t)b * m.a_total + m.a_off[r] + (size_t)(j - m.k_off[r]) * n;
+      const float mass = m.mass[(size_t)b * m.K + j];
+#pragma unroll 1
+      for (int s = 0; s < n; ++s) {
+        const float wv = w[s];
+        if (wv == 0.f) continue;
+        const float wm = wv / mass;
+        float v[8];
+        load8<T>(qb + (size_t)m.tokens[off + s] * a.C + c * 8, a.vec, v);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[e] += wm * v[e];
+      }
+    }
+    union {
+      uint4 u;
+      T h[8];
+    } x;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) x.h[e] = from_f<T>(acc[e]);
+    *reinterpret_cast<uint4*>(Qs + i * (D + 8) + c * 8) = x.u;
+  }
+}
+
+// The fused kernel's epilogue: out[P + tokens[slot]] = sum_d A_r[d, s] O[row of d] for every
+// source slot of the group and 8-column chunk. Out of line: inlined, its registers add to those
+// of the key loop and the kernel spills at the 168-register cap.
+// Scalars only: a reference to the kernel's parameter structs would copy them to local memory.
+// out_base: element (P, col0) of batch element b; Ab: its weights; a_off: the group's first entry.
+template <int D>
+__device__ __noinline__ void unmerge_tile(const float* Os, const int* reg_src, const int* reg_row, int nreg, void* out,
+                                          int odt, bool out_vec, size_t out_base, int C, const int32_t* tokens,
+                                          const float* Ab, const int64_t* a_off, int tid) {
+  constexpr int kLdO = D + 8;
+  constexpr int kChunks = D / 8;
+  const int src0 = reg_src[0], work = (reg_src[nreg] - src0) * kChunks;
+#pragma unroll 1
+  for (int idx = tid; idx < work; idx += kThreads) {
+    const int slot = src0 + idx / kChunks, c = idx % kChunks;
+    // The last region starting at or before slot (regions without sources share its start).
+    int lo = 0, hi = nreg - 1;
+    while (lo < hi) {
+      const int mid = (lo + hi + 1) >> 1;
+      if (reg_src[mid] <= slot) lo = mid; else hi = mid - 1;
+    }
+    const int off = reg_src[lo], n = reg_src[lo + 1] - off, row0 = reg_row[lo], k = reg_row[lo + 1] - row0;
+    const float* const w = Ab + a_off[lo] + (slot - off);
+    float acc[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) acc[e] = 0.f;
+    // unmerge_kernel's arithmetic (unmerge.cu) in the same order: the fused and the unfused
+    // outputs agree bit for bit when the attention rows do.
+#pragma unroll 1
+    for (int d = 0; d < k; ++d) {
+      const float wv = w[(size_t)d * n];
+      if (wv == 0.f) continue;
+      const float4 y0 = *reinterpret_cast<const float4*>(Os + (row0 + d) * kLdO + c * 8);
+      const float4 y1 = *reinterpret_cast<const float4*>(Os + (row0 + d) * kLdO + c * 8 + 4);
+      acc[0] += wv * y0.x;
+      acc[1] += wv * y0.y;
+      acc[2] += wv * y0.z;
+      acc[3] += wv * y0.w;
+      acc[4] += wv * y1.x;
+      acc[5] += wv * y1.y;
+      acc[6] += wv * y1.z;
+      acc[7] += wv * y1.w;
+    }
+    store8(out, odt, out_base + (size_t)tokens[slot] * C + c * 8, acc, out_vec);
+  }
+}
+
+// The fused kernel's epilogue for a prefix tile: its first `rows` rows of the output tile to
+// out[row0 ..], out_base being element (row0, col0) of the block's batch element.
+template <int D>
+__device__ __noinline__ void store_tile(const float* Os, int rows, void* out, int odt, bool out_vec, size_t out_base,
+                                        int C, int tid) {
+  constexpr int kLdO = D + 8, kChunks = D / 8;
+#pragma unroll 1
+  for (int idx = tid; idx < rows * kChunks; idx += kThreads) {
+    const int i = idx / kChunks, c = idx % kChunks;
+    const float4 y0 = *reinterpret_cast<const float4*>(Os + i * kLdO + c * 8);
+    const float4 y1 = *reinterpret_cast<const float4*>(Os + i * kLdO + c * 8 + 4);
+    const float v[8] = {y0.x, y0.y, y0.z, y0.w, y1.x, y1.y, y1.z, y1.w};
+    store8(out, odt, out_base + (size_t)i * C + c * 8, v, out_vec);
+  }
+}
+
+// The body of both tensor-core kernels. kFused: blocks past m.prefix_blocks each own one query
+// group of whole regions (at most 64 merged tokens): the prologue merges their queries straight
+// into the query tile and the epilogue unmerges the normalised output straight into out, so the
+// merged q and the merged output never reach global memory.
+template <class T, int D, bool kFused>
+__device__ __forceinline__ void tc_attention_body(const Args& a, const MauArgs& m) {
   using L = TcLayout<D>;
   constexpr int kLd = L::kLd;
   constexpr int kNC = D / 16;     // 16-wide chunks of the head dim
@@ -161,16 +323,37 @@ __global__ void __launch_bounds__(kThreads, tc_min_blocks<D>()) tc_attention(con
   T* const Pw = reinterpret_cast<T*>(smem + L::kP) + warp * 16 * kLdP;
   float* const Sw = reinterpret_cast<float*>(smem + L::kS) + warp * 16 * kLdS;
   float* const bias_s = reinterpret_cast<float*>(smem + L::kBias);
+  // Fused-path tables live in the score scratch, which nothing else uses outside the key loop.
+  int* const meta = reinterpret_cast<int*>(smem + L::kS);
 
-  const int q0 = blockIdx.x * kBM, head = blockIdx.y, b = blockIdx.z;
+  const int head = blockIdx.y, b = blockIdx.z;
   const size_t col0 = (size_t)head * D;
-  const T* const qg = static_cast<const T*>(a.q) + (size_t)b * a.Tq * a.C + col0;
+  // Plain tiles: rows q0 .. of q / out, of q_rows valid rows, batch stride q_bstride rows (the
+  // fused kernel's prefix tiles read the first P rows of the [B, P + N, C] q and out).
+  const bool group = kFused && (int)blockIdx.x >= m.prefix_blocks;
+  const int q0 = blockIdx.x * kBM;
+  const int q_rows = kFused ? m.P : a.Tq, q_bstride = kFused ? m.T : a.Tq;
   const T* const kg = static_cast<const T*>(a.k) + (size_t)b * a.Tk * a.C + col0;
   const T* const vg = static_cast<const T*>(a.v) + (size_t)b * a.Tk * a.C + col0;
 
   // The query tile goes through the K buffer into registers once; the loop's first barrier keeps
   // the first key tile from overwriting it before every warp has loaded its fragments.
-  load_tile<T, D>(Ks, qg, q0, a.Tq, a.C, a.vec, tid);
+  if (group) {
+    // The group's bounds are read again in the epilogue rather than kept live across the key
+    // loop, where every register is taken.
+    const int g = blockIdx.x - m.prefix_blocks;
+    const int r0 = m.groups[g], r1 = m.groups[g + 1], j0 = m.k_off[r0];
+    int* const row_reg = meta;
+    if (tid < kBM) row_reg[tid] = -1;
+    __syncthreads();
+    for (int rr = r0 + tid; rr < r1; rr += kThreads)
+      for (int j = m.k_off[rr]; j < m.k_off[rr + 1]; ++j) row_reg[j - j0] = rr;
+    __syncthreads();
+    gather_merged_q<T, D>(Ks, row_reg, a, m, b, j0, col0, tid);
+  } else {
+    const T* const qg = static_cast<const T*>(a.q) + (size_t)b * q_bstride * a.C + col0;
+    load_tile<T, D>(Ks, qg, q0, q_rows, a.C, a.vec, tid);
+  }
   cp_async_commit();
   cp_async_wait<0>();
   __syncthreads();
@@ -295,6 +478,44 @@ __global__ void __launch_bounds__(kThreads, tc_min_blocks<D>()) tc_attention(con
     }
   }
 
+  if constexpr (kFused) {
+    // Both kinds of block stage the normalised output tile over K / V (fp32; 8 floats of padding
+    // keep the lanes' float4 stores conflict-free) and write it out of line: inlined, the writers'
+    // registers add to the key loop's and the kernel spills at its register cap.
+    constexpr int kLdO = D + 8;
+    static_assert((size_t)kBM * kLdO * 4 <= L::kP, "the output tile fits in the K and V buffers");
+    float* const Os = reinterpret_cast<float*>(smem);
+    __syncthreads();  // every warp is done with the last K / V tile and its score scratch
+    {
+      const float inv = 1.f / l_run;
+      float* const orow = Os + (warp * 16 + r) * kLdO + 4 * hf;
+#pragma unroll
+      for (int n = 0; n < kNC; ++n) {
+        *reinterpret_cast<float4*>(orow + 16 * n) = make_float4(o[n][0] * inv, o[n][1] * inv, o[n][2] * inv, o[n][3] * inv);
+        *reinterpret_cast<float4*>(orow + 16 * n + 8) =
+            make_float4(o[n][4] * inv, o[n][5] * inv, o[n][6] * inv, o[n][7] * inv);
+      }
+    }
+    int* const reg_src = meta;            // [nreg + 1]: offsets[r0 ..]
+    int* const reg_row = meta + kBM + 1;  // [nreg + 1]: k_off[r0 ..] - j0
+    const int g = blockIdx.x - m.prefix_blocks;
+    const int r0 = group ? m.groups[g] : 0, nreg = group ? m.groups[g + 1] - r0 : 0;
+    if (group) {
+      const int j0 = m.k_off[r0];
+      for (int rr = tid; rr <= nreg; rr += kThreads) {
+        reg_src[rr] = m.offsets[r0 + rr];
+        reg_row[rr] = m.k_off[r0 + rr] - j0;
+      }
+    }
+    __syncthreads();
+    if (group)
+      unmerge_tile<D>(Os, reg_src, reg_row, nreg, a.out, a.odt, m.out_vec, ((size_t)b * m.T + m.P) * a.C + col0, a.C,
+                      m.tokens, m.A + (size_t)b * m.a_total, m.a_off + r0, tid);
+    else
+      store_tile<D>(Os, min(kBM, m.P - q0), a.out, a.odt, m.out_vec, ((size_t)b * m.T + q0) * a.C + col0, a.C, tid);
+    return;
+  }
+
   const int row = q0 + warp * 16 + r;
   if (row < a.Tq) {
     const float inv = 1.f / l_run;
@@ -307,6 +528,19 @@ __global__ void __launch_bounds__(kThreads, tc_min_blocks<D>()) tc_attention(con
         store_any(a.out, a.odt, base + 16 * n + 8 + 4 * hf + e, o[n][4 + e] * inv);
       }
   }
+}
+
+template <class T, int D>
+__global__ void __launch_bounds__(kThreads, tc_min_blocks<D>()) tc_attention(const Args a) {
+  tc_attention_body<T, D, false>(a, MauArgs{});
+}
+
+// unmerge(attention(merge(q), k, v)) for merged k / v already in a.k / a.v (a.Tk = P + K rows):
+// grid (m.prefix_blocks + G, heads, B). a.q / a.out are the [B, P + N, C] q and out; a.Tq is
+// unused.
+template <class T, int D>
+__global__ void __launch_bounds__(kThreads, tc_min_blocks<D>()) tc_mau_attention(const Args a, const MauArgs m) {
+  tc_attention_body<T, D, true>(a, m);
 }
 
 // ---- float32 CUDA-core kernel -----------------------------------------------------------------

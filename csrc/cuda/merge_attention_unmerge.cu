@@ -1,18 +1,29 @@
-// unmerge(attention(merge(q), merge(k), merge(v))) on the device, as three stages: the merges
-// write merged q / k / v once per call into one temporary allocation, the flash kernel attends
-// over them, and the unmerge scatters the merged output back. Not fused: the merged tensors are
-// [B, P + K, C], small next to the attention's O(T^2) work, and the composition keeps each stage
-// checked on its own.
+// unmerge(attention(merge(q), merge(k), merge(v))) on the device. Merged k and v are written once
+// per call by the merge kernel (every query tile reads all of them). The queries take one of two
+// paths:
+//  - fused (fp16 / bf16 on the tensor-core kernel, every region at most 64 destinations): the
+//    regions are cut on the host into query groups of whole regions with at most 64 merged tokens
+//    together, and one block per (group, head, batch) of tc_mau_attention (flash.cuh) merges its
+//    queries in the prologue and unmerges its output in the epilogue, so merged q and the merged
+//    output never reach global memory. The prefix rows are plain query tiles of the same launch.
+//  - unfused (everything else, or TOMA_MAU_FUSED=0 in the environment, read once, to compare the
+//    two on a GPU): merged q into a temporary, attention_cuda, then the unmerge kernel.
+// Both round merged q to the attention dtype and keep the merged output float32 up to the one
+// rounding to the output dtype, with the merge and unmerge kernels' arithmetic in the same order,
+// so the two paths give the same bits.
 //
 // Merged q / k / v are stored in the dtype the attention kernel computes in: fp16 or bf16 when q,
-// k and v all have that dtype (tensor cores), float32 otherwise. The merged attention output stays
-// float32 so the unmerge rounds to the output dtype once, as the CPU path does.
+// k and v all have that dtype (tensor cores), float32 otherwise.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <initializer_list>
 #include <string>
+#include <vector>
 
 #include "cuda/common.cuh"
+#include "cuda/flash.cuh"
 #include "ops/cuda.h"
 
 namespace toma {
@@ -33,6 +44,70 @@ __global__ void mass_bias_kernel(const float* __restrict__ mass, float* __restri
 }
 
 size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
+
+bool fused_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("TOMA_MAU_FUSED");
+    return !(e && std::strcmp(e, "0") == 0);
+  }();
+  return on;
+}
+
+// Consecutive regions into groups of at most kBM destinations (and kBM regions: the epilogue's
+// region tables hold kBM + 1 entries). groups[g] .. groups[g + 1] - 1 are group g's regions.
+// False when some region has more destinations than a query tile holds.
+bool query_groups(const std::vector<int32_t>& k_off, int R, std::vector<int32_t>& groups) {
+  using flash::kBM;
+  groups.assign(1, 0);
+  int rows = 0, regions = 0;
+  for (int r = 0; r < R; ++r) {
+    const int k = k_off[r + 1] - k_off[r];
+    if (k > kBM) return false;
+    if (rows + k > kBM || regions == kBM) {
+      groups.push_back(r);
+      rows = 0, regions = 0;
+    }
+    rows += k, ++regions;
+  }
+  if (R > 0) groups.push_back(R);
+  return true;
+}
+
+bool aligned16(const void* p) { return ((uintptr_t)p & 15u) == 0; }
+
+template <class T, int D>
+void launch_fused_d(dim3 grid, const flash::Args& a, const flash::MauArgs& m) {
+  constexpr size_t smem = flash::TcLayout<D>::kBytes;
+  int dev = 0, limit = 0;
+  TOMA_CUDA_CHECK(kOp, cudaGetDevice(&dev));
+  TOMA_CUDA_CHECK(kOp, cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  if (smem > (size_t)limit)
+    throw DeviceError(std::string(kOp) + ": head dim " + std::to_string(D) + " needs " + std::to_string(smem) +
+                      " bytes of shared memory per block; this device allows " + std::to_string(limit));
+  if (smem > 48 * 1024)
+    TOMA_CUDA_CHECK(kOp, cudaFuncSetAttribute(flash::tc_mau_attention<T, D>,
+                                              cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+  flash::tc_mau_attention<T, D><<<grid, flash::kThreads, smem, cuda::kStream>>>(a, m);
+  TOMA_CUDA_LAUNCHED(kOp);
+}
+
+template <class T>
+void launch_fused(int D, dim3 grid, const flash::Args& a, const flash::MauArgs& m) {
+  switch (D) {
+#define TOMA_MAU_CASE(d) \
+  case d: launch_fused_d<T, d>(grid, a, m); break;
+    TOMA_MAU_CASE(16)
+    TOMA_MAU_CASE(32)
+    TOMA_MAU_CASE(48)
+    TOMA_MAU_CASE(64)
+    TOMA_MAU_CASE(80)
+    TOMA_MAU_CASE(96)
+    TOMA_MAU_CASE(112)
+    TOMA_MAU_CASE(128)
+#undef TOMA_MAU_CASE
+    default: throw DeviceError(std::string(kOp) + ": internal: no fused kernel for head dim " + std::to_string(D));
+  }
+}
 
 std::string shape(const ConstTokens& t) {
   return "[" + std::to_string(t.B) + ", " + std::to_string(t.T) + ", " + std::to_string(t.C) + "]";
@@ -64,10 +139,17 @@ void merge_attention_unmerge_cuda(const DevicePlan& plan, const MergeAttentionPa
     bytes += round_up(n, 256);
     return at;
   };
+  const int D = C / p.heads;
+  std::vector<int32_t> groups;
+  const bool fused = p.merge_queries && ct != DType::F32 && D % 16 == 0 && D <= 128 && p.heads <= 65535 &&
+                     B <= 65535 && (int)plan.k_offsets.size() == plan.R + 1 && (plan.N == 0 || plan.R > 0) &&
+                     fused_enabled() && query_groups(plan.k_offsets, plan.R, groups);
   const size_t at_k = carve(merged * dtype_size(ct)), at_v = carve(merged * dtype_size(ct));
-  const size_t at_q = p.merge_queries ? carve(merged * dtype_size(ct)) : 0;
-  const size_t at_o = p.merge_queries ? carve(merged * sizeof(float)) : 0;
+  const bool unfused_q = p.merge_queries && !fused;
+  const size_t at_q = unfused_q ? carve(merged * dtype_size(ct)) : 0;
+  const size_t at_o = unfused_q ? carve(merged * sizeof(float)) : 0;
   const size_t at_bias = p.proportional ? carve((size_t)B * Tm * sizeof(float)) : 0;
+  const size_t at_groups = fused ? carve(groups.size() * sizeof(int32_t)) : 0;
   cuda::DeviceBuffer tmp(bytes, "mergeAttentionUnmerge temporaries");
   char* const base = tmp.as<char>();
 
@@ -93,6 +175,49 @@ void merge_attention_unmerge_cuda(const DevicePlan& plan, const MergeAttentionPa
     a.q = p.q;
     a.out = p.out;
     attention_cuda(a);
+    return;
+  }
+  if (fused) {
+    int32_t* const dgroups = reinterpret_cast<int32_t*>(base + at_groups);
+    cuda::copy_to_device(dgroups, groups.data(), groups.size() * sizeof(int32_t), kOp);
+    flash::Args fa;
+    fa.q = p.q.data;
+    fa.k = mk.data;
+    fa.v = mv.data;
+    fa.out = p.out.data;
+    fa.qdt = fa.kdt = fa.vdt = (int)ct;
+    fa.odt = (int)p.out.dtype;
+    fa.Tq = Tm;  // not read by the fused kernel
+    fa.Tk = Tm;
+    fa.C = C;
+    fa.D = D;
+    fa.sl2 = (p.scale > 0 ? p.scale : 1.0f / std::sqrt((float)D)) * flash::kLog2e;
+    fa.bias = a.key_bias;
+    // merged k / v sit at 256-byte boundaries of the temporary; q is the caller's.
+    fa.vec = aligned16(p.q.data);
+    flash::MauArgs m;
+    m.groups = dgroups;
+    m.tokens = plan.tokens.as<int32_t>();
+    m.offsets = plan.offsets.as<int32_t>();
+    m.k_off = plan.k_off.as<int32_t>();
+    m.a_off = plan.a_off.as<int64_t>();
+    m.A = plan.A.as<float>();
+    m.mass = plan.mass.as<float>();
+    m.a_total = plan.a_total;
+    m.P = P;
+    m.K = plan.K;
+    m.T = T;
+    m.prefix_blocks = (P + flash::kBM - 1) / flash::kBM;
+    m.out_vec = aligned16(p.out.data);
+    const int G = (int)groups.size() - 1;
+    const dim3 grid((unsigned)(m.prefix_blocks + G), (unsigned)p.heads, (unsigned)B);
+    if (grid.x > 0) {
+      if (ct == DType::F16)
+        launch_fused<__half>(D, grid, fa, m);
+      else
+        launch_fused<__nv_bfloat16>(D, grid, fa, m);
+    }
+    cuda::synchronize(kOp);
     return;
   }
   const Tokens mq{base + at_q, ct, B, Tm, C}, mo{base + at_o, DType::F32, B, Tm, C};

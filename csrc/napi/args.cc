@@ -64,6 +64,7 @@ HostTensor parse_tensor(Napi::Env env, Napi::Value v, const std::string& name) {
   t.object = v.As<Napi::Object>();
   t.name = name;
   Napi::Value data = t.object.Get("data");
+  t.array = data;
   if (!data.IsTypedArray())
     throw_type(env, name + ".data must be a Float32Array (float32) or Uint16Array (float16/bfloat16), got " + describe(data));
   Napi::TypedArray arr = data.As<Napi::TypedArray>();

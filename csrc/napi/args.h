@@ -23,6 +23,9 @@ struct TensorInfo {
 
 struct HostTensor : TensorInfo {
   Napi::Object object;  // pinned by the worker for the call's duration
+  // The typed array `data` points into: pinned too, or `x.data = other` during the call would let
+  // the collector free the memory the worker reads. Empty for a toma.DeviceTensor.
+  Napi::Value array;
   const void* data = nullptr;
   ConstTokens tokens() const {
     return ConstTokens{data, dtype, (int)shape[0], (int)shape[1], (int)shape[2]};

@@ -92,7 +92,7 @@ Napi::Value TomesdPlan(const Napi::CallbackInfo& info) {
                          std::to_string((double)cap / (t.H * t.W)) + "; tomesd caps silently, toma does not)");
   auto plan = std::make_shared<std::shared_ptr<Plan>>();
   return OpWorker::Queue(
-      env, "tomesdPlan", {x.object},
+      env, "tomesdPlan", {x.object, x.array},
       [x, t, plan] {
         if (!all_finite(x.data, x.dtype, x.bytes / dtype_size(x.dtype))) throw range_error("x.data contains NaN or Infinity");
         *plan = tomesd_plan_cpu(x.tokens(), t);

@@ -105,7 +105,11 @@ Napi::Value DeviceTensorObject::Dispose(const Napi::CallbackInfo& info) {
 
 Napi::Value DeviceTensorObject::ToHost(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!buffer_) throw_type(env, "DeviceTensor.toHost: this tensor was disposed (dispose() was called)");
+  if (!buffer_) {  // a rejection, as every other Promise-returning call reports its errors
+    auto d = Napi::Promise::Deferred::New(env);
+    d.Reject(Napi::TypeError::New(env, "DeviceTensor.toHost: this tensor was disposed (dispose() was called)").Value());
+    return d.Promise();
+  }
   TensorArg t = Arg(env, info.This().As<Napi::Object>(), "this");
   Output out = make_output(env, dtype_, shape_);
   return OpWorker::Queue(
@@ -136,7 +140,7 @@ Napi::Value ToDevice(const Napi::CallbackInfo& info) {
   static_cast<HostTensor&>(t) = parse_tensor(env, info[0], "tensor");
   auto buffer = std::make_shared<std::shared_ptr<cuda::DeviceBuffer>>();
   return OpWorker::Queue(
-      env, "toDevice", {t.object},
+      env, "toDevice", {t.object, t.array},
       [t, buffer] {
         check_finite(t);
         const DeviceInfo& d = cuda_device_info();

@@ -39,6 +39,13 @@ void check_finite(std::initializer_list<const TensorArg*> inputs) {
 void check_result(const void* out, DType t, size_t n, std::initializer_list<const TensorArg*> inputs) {
   if (all_finite(out, t, n)) return;
   check_finite(inputs);
+  // Device inputs are not scanned here (a device result kept from an earlier op may carry NaN).
+  std::string unscanned;
+  for (const TensorArg* in : inputs)
+    if (in->on_device()) unscanned += (unscanned.empty() ? "" : ", ") + in->name;
+  if (!unscanned.empty())
+    throw range_error("the result is not finite: NaN or Infinity in a device input (" + unscanned +
+                      ", not scanned on the host) or finite inputs too large for " + std::string(dtype_name(t)));
   throw range_error("the result overflowed to infinity (finite inputs too large for " +
                     std::string(dtype_name(t)) + ")");
 }

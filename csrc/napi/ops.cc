@@ -119,11 +119,11 @@ Napi::Value SelectDestinations(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   TensorArg x = parse_tensor_arg(env, info[0], "x");
   PlanOptions o = parse_plan_options(env, info[1], "options");
+  check_grid(env, x, o);  // shape errors first: a RangeError whatever the backend
   const bool cuda = use_cuda(env, info[1], "options", "selectDestinations", {&x});
-  check_grid(env, x, o);
   auto out = std::make_shared<std::vector<int32_t>>();
   return OpWorker::Queue(
-      env, "selectDestinations", {x.object},
+      env, "selectDestinations", {x.object, x.array},
       [x, o, out, cuda] {
         check_finite(x);
         int K = 0;
@@ -145,8 +145,8 @@ Napi::Value ComputePlan(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   TensorArg x = parse_tensor_arg(env, info[0], "x");
   PlanOptions o = parse_plan_options(env, info[1], "options");
-  const bool cuda = use_cuda(env, info[1], "options", "computePlan", {&x});
   check_grid(env, x, o);
+  const bool cuda = use_cuda(env, info[1], "options", "computePlan", {&x});
   auto dest = std::make_shared<std::vector<int32_t>>();
   const int rows =
       parse_destinations(env, info[1].As<Napi::Object>().Get("destinations"), o, (int)x.shape[0], dest.get());
@@ -154,7 +154,7 @@ Napi::Value ComputePlan(const Napi::CallbackInfo& info) {
   auto host = std::make_shared<std::shared_ptr<const Plan>>();
   auto device = std::make_shared<std::shared_ptr<const DevicePlan>>();
   return OpWorker::Queue(
-      env, "computePlan", {x.object},
+      env, "computePlan", {x.object, x.array},
       [x, o, dest, rows, cuda, host, device] {
         check_finite(x);
         const int K = rows ? (int)(dest->size() / rows) : 0;
@@ -176,13 +176,13 @@ Napi::Value Merge(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   TensorArg x = parse_tensor_arg(env, info[0], "x");
   std::shared_ptr<PlanHolder> plan = PlanObject::FromValue(env, info[1], "plan");
-  const bool cuda = use_cuda(env, info[2], "options", "merge", {&x});
   check_plan_fit(env, x, plan->B, plan->P + plan->N, "prefix + N tokens");
+  const bool cuda = use_cuda(env, info[2], "options", "merge", {&x});
   const std::vector<int64_t> shape{x.shape[0], plan->P + plan->K, x.shape[2]};
   if (cuda) {
     DeviceResult out(env, x.on_device(), x.dtype, shape);
     return OpWorker::Queue(
-        env, "merge", {x.object, info[1]},
+        env, "merge", {x.object, x.array, info[1]},
         [x, plan, out] {
           out.check_inputs_first({&x});
           DeviceStage stage("merge");
@@ -193,7 +193,7 @@ Napi::Value Merge(const Napi::CallbackInfo& info) {
   }
   Output out = make_output(env, x.dtype, shape);
   return OpWorker::Queue(
-      env, "merge", {x.object, info[1]},
+      env, "merge", {x.object, x.array, info[1]},
       [x, plan, out] {
         merge_cpu(*plan->host(), x.tokens(), out.tokens());
         check_result(out.data, out.dtype, out.count(), {&x});
@@ -205,13 +205,13 @@ Napi::Value Unmerge(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   TensorArg y = parse_tensor_arg(env, info[0], "y");
   std::shared_ptr<PlanHolder> plan = PlanObject::FromValue(env, info[1], "plan");
-  const bool cuda = use_cuda(env, info[2], "options", "unmerge", {&y});
   check_plan_fit(env, y, plan->B, plan->P + plan->K, "prefix + K merged tokens");
+  const bool cuda = use_cuda(env, info[2], "options", "unmerge", {&y});
   const std::vector<int64_t> shape{y.shape[0], plan->P + plan->N, y.shape[2]};
   if (cuda) {
     DeviceResult out(env, y.on_device(), y.dtype, shape);
     return OpWorker::Queue(
-        env, "unmerge", {y.object, info[1]},
+        env, "unmerge", {y.object, y.array, info[1]},
         [y, plan, out] {
           out.check_inputs_first({&y});
           DeviceStage stage("unmerge");
@@ -222,7 +222,7 @@ Napi::Value Unmerge(const Napi::CallbackInfo& info) {
   }
   Output out = make_output(env, y.dtype, shape);
   return OpWorker::Queue(
-      env, "unmerge", {y.object, info[1]},
+      env, "unmerge", {y.object, y.array, info[1]},
       [y, plan, out] {
         unmerge_cpu(*plan->host(), y.tokens(), out.tokens());
         check_result(out.data, out.dtype, out.count(), {&y});
@@ -242,7 +242,7 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
   if (cuda) {
     DeviceResult out(env, q.on_device(), q.dtype, q.shape);
     return OpWorker::Queue(
-        env, "attention", {q.object, k.object, v.object},
+        env, "attention", {q.object, q.array, k.object, k.array, v.object, v.array},
         [q, k, v, a, out] {
           out.check_inputs_first({&q, &k, &v});
           DeviceStage stage("attention");
@@ -253,7 +253,7 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
   }
   Output out = make_output(env, q.dtype, q.shape);
   return OpWorker::Queue(
-      env, "attention", {q.object, k.object, v.object},
+      env, "attention", {q.object, q.array, k.object, k.array, v.object, v.array},
       [q, k, v, a, out] {
         attention_cpu(attention_params(q.tokens(), k.tokens(), v.tokens(), out.tokens(), a));
         check_result(out.data, out.dtype, out.count(), {&q, &k, &v});
@@ -275,7 +275,7 @@ Napi::Value MergeAttentionUnmerge(const Napi::CallbackInfo& info) {
   if (cuda) {
     DeviceResult out(env, q.on_device(), q.dtype, q.shape);
     return OpWorker::Queue(
-        env, "mergeAttentionUnmerge", {q.object, k.object, v.object, info[3]},
+        env, "mergeAttentionUnmerge", {q.object, q.array, k.object, k.array, v.object, v.array, info[3]},
         [q, k, v, a, plan, out] {
           out.check_inputs_first({&q, &k, &v});
           DeviceStage stage("mergeAttentionUnmerge");
@@ -287,7 +287,7 @@ Napi::Value MergeAttentionUnmerge(const Napi::CallbackInfo& info) {
   }
   Output out = make_output(env, q.dtype, q.shape);
   return OpWorker::Queue(
-      env, "mergeAttentionUnmerge", {q.object, k.object, v.object, info[3]},
+      env, "mergeAttentionUnmerge", {q.object, q.array, k.object, k.array, v.object, v.array, info[3]},
       [q, k, v, a, plan, out] {
         merge_attention_unmerge_cpu(*plan->host(),
                                     mau_params(q.tokens(), k.tokens(), v.tokens(), out.tokens(), a));

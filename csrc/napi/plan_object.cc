@@ -13,16 +13,34 @@ PlanHolder::PlanHolder(std::shared_ptr<const DevicePlan> device)
     : opts(device->opts), B(device->B), P(device->P), N(device->N), K(device->K), hard(device->hard),
       device_(std::move(device)) {}
 
+// Conversions run under convert_mu_ only, so the JavaScript thread (bytes(), on_device() from
+// completion callbacks and getters) never waits for a conversion in a worker.
 std::shared_ptr<const Plan> PlanHolder::host() {
+  std::lock_guard<std::mutex> convert(convert_mu_);
+  std::shared_ptr<const DevicePlan> d;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (host_) return host_;
+    d = device_;
+  }
+  std::shared_ptr<const Plan> h = download_plan(*d);
   std::lock_guard<std::mutex> lock(mu_);
-  if (!host_) host_ = download_plan(*device_);
-  return host_;
+  host_ = h;
+  return h;
 }
 
 std::shared_ptr<const DevicePlan> PlanHolder::device() {
+  std::lock_guard<std::mutex> convert(convert_mu_);
+  std::shared_ptr<const Plan> h;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (device_) return device_;
+    h = host_;
+  }
+  std::shared_ptr<const DevicePlan> d = upload_plan(*h);
   std::lock_guard<std::mutex> lock(mu_);
-  if (!device_) device_ = upload_plan(*host_);
-  return device_;
+  device_ = d;
+  return d;
 }
 
 bool PlanHolder::on_device() const {
@@ -36,11 +54,20 @@ size_t PlanHolder::bytes() const {
 }
 
 std::vector<int32_t> PlanHolder::destinations() const {
+  std::shared_ptr<const DevicePlan> d;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (host_) return host_->dest;
+    if (dest_) return *dest_;
+    d = device_;
+  }
+  // The destinations alone (small; the weights stay on the device), copied once and kept: the
+  // reuse schedule reads them every step.
+  auto v = std::make_shared<std::vector<int32_t>>((size_t)B * K);
+  cuda::copy_to_host(v->data(), d->dest.data(), v->size() * sizeof(int32_t), "plan.destinations");
   std::lock_guard<std::mutex> lock(mu_);
-  if (host_) return host_->dest;
-  std::vector<int32_t> d((size_t)B * K);
-  cuda::copy_to_host(d.data(), device_->dest.data(), d.size() * sizeof(int32_t), "plan.destinations");
-  return d;
+  dest_ = v;
+  return *v;
 }
 
 void PlanHolder::report(Napi::BasicEnv env, bool finalized) {

@@ -34,9 +34,11 @@ class PlanHolder {
   bool hard = false;
 
  private:
-  mutable std::mutex mu_;
+  mutable std::mutex mu_;          // guards the pointers below, held only briefly
+  mutable std::mutex convert_mu_;  // one conversion at a time
   std::shared_ptr<const Plan> host_;
   std::shared_ptr<const DevicePlan> device_;
+  mutable std::shared_ptr<const std::vector<int32_t>> dest_;  // a device plan's destinations, once read
   int64_t reported_ = 0;
 };
 

@@ -21,7 +21,8 @@ class OpWorker : public Napi::AsyncWorker {
   static Napi::Promise Queue(Napi::Env env, const char* op, const std::vector<Napi::Value>& pin,
                              Work work, Done done) {
     auto* w = new OpWorker(env, op, std::move(work), std::move(done));
-    for (const auto& v : pin) w->pins_.push_back(Napi::Persistent(v));
+    for (const auto& v : pin)
+      if (!v.IsEmpty()) w->pins_.push_back(Napi::Persistent(v));
     Napi::Promise p = w->deferred_.Promise();
     w->Napi::AsyncWorker::Queue();
     return p;
@@ -50,6 +51,9 @@ class OpWorker : public Napi::AsyncWorker {
       result = done_(env);
     } catch (const Napi::Error& e) {
       deferred_.Reject(e.Value());
+      return;
+    } catch (const std::exception& e) {  // not one may escape into node-addon-api (terminate)
+      deferred_.Reject(Napi::Error::New(env, prefixed(e.what())).Value());
       return;
     }
     deferred_.Resolve(result);

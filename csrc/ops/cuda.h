@@ -8,6 +8,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <vector>
 
@@ -98,11 +99,15 @@ struct DevicePlan {
   cuda::DeviceBuffer dest;         // int32 [B, K]: image-token index of merged token j
   cuda::DeviceBuffer A;            // float [B, a_total]
   cuda::DeviceBuffer mass;         // float [B, K]
-  // Device bytes held (what the binding reports to V8 as external memory). The layout buffers
-  // (tokens .. token_region) are views shared by every plan of the same grid, regions and counts.
+  // Device bytes this plan owns (what the binding reports to V8 as external memory). The layout
+  // buffers (tokens .. token_region) are views shared by every plan of the same grid, regions and
+  // counts, held by a cache: not counted.
   size_t bytes() const {
-    return tokens.bytes() + offsets.bytes() + k_off.bytes() + a_off.bytes() + dest_region.bytes() +
-           token_slot.bytes() + token_region.bytes() + dest.bytes() + A.bytes() + mass.bytes();
+    size_t n = 0;
+    for (const cuda::DeviceBuffer* b : {&tokens, &offsets, &k_off, &a_off, &dest_region, &token_slot, &token_region,
+                                        &dest, &A, &mass})
+      n += b->is_view() ? 0 : b->bytes();
+    return n;
   }
 };
 

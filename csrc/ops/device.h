@@ -13,6 +13,7 @@ struct DeviceInfo {
   std::string name;
   int cc_major = 0, cc_minor = 0;
   size_t memory = 0;
+  size_t smem_optin = 0;   // shared memory a block may opt in to (bytes): it, not the capability, says what fits
   std::string reason;  // why not available
 };
 

@@ -4,9 +4,15 @@
 // several heads, key bias, explicit scales, bases not 16-byte aligned; then merge-attention-unmerge
 // with plans from compute_plan_cpu uploaded by upload_plan: prefixes, odd grids with remainder
 // tiles, stripes, global regions, hard plans, the identity plan, merge_queries = false and
-// proportional attention. The CPU reference writes float32, so the only rounding to the output
-// dtype is the device's. Every case without a usable device notes it and passes.
+// proportional attention. fp16 / bf16 merge-attention-unmerge with regions of at most 64
+// destinations runs fused (merge of q and unmerge inside the attention launch): those cases are
+// also compared with the unfused composition of the public ops (merge_cuda, attention_cuda,
+// unmerge_cuda), which should agree to the bit, and plans with larger regions check the fallback.
+// The CPU reference writes float32, so the only rounding to the output dtype is the device's.
+// Every case without a usable device notes it and passes.
 // TOMA_TEST_SMALL=1 (compute-sanitizer runs) keeps only the small shapes.
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -167,7 +173,46 @@ std::string describe(const Mau& c) {
          (c.proportional ? " proportional" : "");
 }
 
-void run_mau(const Mau& c, uint32_t seed) {
+// What a case expects of the plan: nothing, every region fits a query tile (the fused path for
+// fp16 / bf16), or some region does not (the unfused fallback).
+enum class Path { Any, Fusable, Fallback };
+
+// unmerge(attention(merge(q), merge(k), merge(v))) from the public device ops: the unfused path.
+toma::Tokens mau_unfused(const toma::Plan& plan, const toma::DevicePlan& dplan, const toma::MergeAttentionParams& g,
+                         DType dt, std::vector<toma::cuda::DeviceBuffer>& keep, DeviceTensor& out) {
+  const int B = plan.B, Tm = plan.P + plan.K, C = g.q.C;
+  auto buffer = [&](size_t bytes) -> void* {
+    keep.emplace_back(std::max<size_t>(bytes, 1), "test temporaries");
+    return keep.back().data();
+  };
+  const size_t n = (size_t)B * Tm * C;
+  const toma::Tokens mq{buffer(n * toma::dtype_size(dt)), dt, B, Tm, C}, mk{buffer(n * toma::dtype_size(dt)), dt, B, Tm, C},
+      mv{buffer(n * toma::dtype_size(dt)), dt, B, Tm, C}, mo{buffer(n * 4), F32, B, Tm, C};
+  toma::merge_cuda(dplan, g.q, mq);
+  toma::merge_cuda(dplan, g.k, mk);
+  toma::merge_cuda(dplan, g.v, mv);
+  toma::AttentionParams a;
+  a.q = mq;
+  a.k = mk;
+  a.v = mv;
+  a.out = mo;
+  a.heads = g.heads;
+  a.scale = g.scale;
+  if (g.proportional) {
+    std::vector<float> bias((size_t)B * Tm, 0.f);
+    for (int b = 0; b < B; ++b)
+      for (int j = 0; j < plan.K; ++j)
+        bias[(size_t)b * Tm + plan.P + j] = std::log(std::max(plan.weights[b].mass[j], 1e-30f));
+    float* d = static_cast<float*>(buffer(bias.size() * 4));
+    toma::cuda::copy_to_device(d, bias.data(), bias.size() * 4, "test upload");
+    a.key_bias = d;
+  }
+  toma::attention_cuda(a);
+  toma::unmerge_cuda(dplan, mo, out.mview());
+  return out.mview();
+}
+
+void run_mau(const Mau& c, uint32_t seed, Path path = Path::Any) {
   const int T = c.P + c.H * c.W, C = c.heads * c.D;
   if (small_run() && (double)T * T * c.B * c.heads > 60000) return;
   const std::string what = describe(c);
@@ -208,8 +253,23 @@ void run_mau(const Mau& c, uint32_t seed) {
     toma::merge_attention_unmerge_cuda(*dplan, g);
     CHECK_MSG(dq.download().bytes == q.bytes && dk.download().bytes == k.bytes && dv.download().bytes == v.bytes,
               what + ": input modified");
-    CHECK_REL(dout.download().values(), want.values(), tt::dtype_tol({c.dt, c.out}, 1e-4), what + " (K=" +
+    const tt::Tensor got = dout.download();
+    CHECK_REL(got.values(), want.values(), tt::dtype_tol({c.dt, c.out}, 1e-4), what + " (K=" +
               std::to_string(plan->K) + ")");
+    if (path == Path::Any) return;
+    CHECK_MSG(path == Path::Fusable ? dplan->max_k <= 64 : dplan->max_k > 64,
+              what + ": the plan's largest region has " + std::to_string(dplan->max_k) + " destinations");
+    if (!c.merge_queries) return;
+    std::vector<toma::cuda::DeviceBuffer> keep;
+    DeviceTensor uout(tt::poisoned_tensor(c.out, c.B, T, C));
+    mau_unfused(*plan, *dplan, g, c.dt, keep, uout);
+    const tt::Tensor unfused = uout.download();
+    size_t differ = 0;
+    for (size_t i = 0; i < got.bytes.size(); ++i) differ += got.bytes[i] != unfused.bytes[i];
+    if (differ) tt::note(what + ": " + std::to_string(differ) + " output bytes differ from the unfused composition");
+    // Same kernels' arithmetic on both paths (the log of the mass may differ by an ulp between
+    // the device and the host): far inside the dtype tolerance.
+    CHECK_REL(got.values(), unfused.values(), 1e-4, what + " against the unfused composition");
   });
 }
 
@@ -349,4 +409,33 @@ TEST_CASE(cuda, merge_attention_unmerge_keys_only_and_proportional) {
   };
   uint32_t seed = 1600;
   for (const Mau& c : cases) run_mau(c, seed++);
+}
+
+TEST_CASE(cuda, merge_attention_unmerge_fused) {
+  if (!device_or_note()) return;
+  const Path Fusable = Path::Fusable, Fallback = Path::Fallback;
+  struct Case {
+    Mau c;
+    Path path;
+  };
+  const Case cases[] = {
+      // Odd grids: remainder tiles give regions of different k, so groups end off the tile edge.
+      {{2, 9, 7, 7, 2, 64, Tile, 4, 4, 0.5, 1000, F16, F16}, Fusable},
+      {{2, 9, 7, 7, 2, 64, Tile, 4, 4, 0.5, 1000, F16, F16, true, true}, Fusable},
+      {{1, 13, 11, 70, 2, 128, Tile, 4, 4, 0.5, kInf, BF16, BF16, true, true}, Fusable},  // prefix over a tile
+      {{1, 13, 11, 70, 2, 128, Tile, 4, 4, 0.5, kInf, BF16, BF16}, Fusable},
+      {{2, 17, 15, 0, 2, 64, Tile, 3, 5, 0.75, 1000, BF16, F32, true, true}, Fusable},
+      {{1, 20, 19, 5, 3, 128, Tile, 4, 4, 0.25, 1000, F16, BF16}, Fusable},
+      {{1, 24, 22, 64, 2, 64, Tile, 8, 8, 0.5, 1000, F16, F16, true, true}, Fusable},  // two regions a group
+      {{1, 30, 31, 1, 1, 64, Tile, 16, 16, 0.75, 1000, F16, F16}, Fusable},            // k = 64: one a group
+      {{1, 30, 31, 1, 1, 128, Tile, 16, 16, 0.75, kInf, BF16, F16, true, true}, Fusable},
+      {{2, 12, 12, 3, 2, 64, Tile, 4, 4, 0.0, 1000, F16, F16}, Fusable},  // identity plan
+      {{1, 33, 31, 10, 2, 64, Tile, 4, 4, 0.25, 1000, F16, F16, false, true}, Fusable},  // keys only
+      // Regions over 64 destinations: the unfused fallback.
+      {{1, 12, 12, 3, 2, 64, Stripe, 0, 12, 0.5, 1000, F16, F16, true, true}, Fallback},
+      {{1, 12, 12, 0, 2, 128, Global, 0, 0, 0.5, 10, BF16, BF16}, Fallback},
+      {{1, 14, 20, 5, 2, 64, Tile, 10, 14, 0.5, 1000, BF16, F16, true, true}, Fallback},
+  };
+  uint32_t seed = 1700;
+  for (const Case& k : cases) run_mau(k.c, seed++, k.path);
 }
