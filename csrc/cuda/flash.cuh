@@ -205,13 +205,16 @@ __device__ __forceinline__ void store8(void* p, int dt, size_t i, const float v[
 
 // The merged query tile of a group (fused path): row i is merged token j0 + i of region
 // row_reg[i] (-1: past the group, a zero row). The arithmetic is merge_kernel's (merge.cu) in the
-// same order, so the tile is bit for bit the merged q the unfused path would have loaded.
+// same order, so the tile is bit for bit the merged q the unfused path would have loaded. Out of
+// line and with scalar arguments for the reason given at unmerge_tile. qb: q at row P, column
+// col0 of the block's batch element; Ab, mass: that element's weights and masses.
 template <class T, int D>
-__device__ __forceinline__ void gather_merged_q(T* Qs, const int* row_reg, const Args& a, const MauArgs& m, int b,
-                                                int j0, size_t col0, int tid) {
+__device__ __noinline__ void gather_merged_q(T* Qs, const int* row_reg, const T* qb, int C, bool vec,
+                                             const int32_t* tokens, const int32_t* offsets, const int32_t* k_off,
+                                             const int64_t* a_off, const float* Ab, const float* mass, int j0,
+                                             int tid) {
   constexpr int kChunks = D / 8;
   static_assert((kBM * kChunks) % kThreads == 0, "whole iterations");
-  const T* const qb = static_cast<const T*>(a.q) + (size_t)b * m.T * a.C + col0 + (size_t)m.P * a.C;
 #pragma unroll 1
   for (int idx = tid; idx < kBM * kChunks; idx += kThreads) {
     const int i = idx / kChunks, c = idx % kChunks, r = row_reg[i];
@@ -219,16 +222,16 @@ __device__ __forceinline__ void gather_merged_q(T* Qs, const int* row_reg, const
 #pragma unroll
     for (int e = 0; e < 8; ++e) acc[e] = 0.f;
     if (r >= 0) {
-      const int off = m.offsets[r], n = m.offsets[r + 1] - off, j = j0 + i;
-      const float* const w = m.A + (size_t)b * m.a_total + m.a_off[r] + (size_t)(j - m.k_off[r]) * n;
-      const float mass = m.mass[(size_t)b * m.K + j];
+      const int off = offsets[r], n = offsets[r + 1] - off, j = j0 + i;
+      const float* const w = Ab + a_off[r] + (size_t)(j - k_off[r]) * n;
+      const float mj = mass[j];
 #pragma unroll 1
       for (int s = 0; s < n; ++s) {
         const float wv = w[s];
         if (wv == 0.f) continue;
-        const float wm = wv / mass;
+        const float wm = wv / mj;
         float v[8];
-        load8<T>(qb + (size_t)m.tokens[off + s] * a.C + c * 8, a.vec, v);
+        load8<T>(qb + (size_t)tokens[off + s] * C + c * 8, vec, v);
 #pragma unroll
         for (int e = 0; e < 8; ++e) acc[e] += wm * v[e];
       }
@@ -349,7 +352,9 @@ __device__ __forceinline__ void tc_attention_body(const Args& a, const MauArgs& 
     for (int rr = r0 + tid; rr < r1; rr += kThreads)
       for (int j = m.k_off[rr]; j < m.k_off[rr + 1]; ++j) row_reg[j - j0] = rr;
     __syncthreads();
-    gather_merged_q<T, D>(Ks, row_reg, a, m, b, j0, col0, tid);
+    gather_merged_q<T, D>(Ks, row_reg, static_cast<const T*>(a.q) + ((size_t)b * m.T + m.P) * a.C + col0, a.C, a.vec,
+                          m.tokens, m.offsets, m.k_off, m.a_off, m.A + (size_t)b * m.a_total,
+                          m.mass + (size_t)b * m.K, j0, tid);
   } else {
     const T* const qg = static_cast<const T*>(a.q) + (size_t)b * q_bstride * a.C + col0;
     load_tile<T, D>(Ks, qg, q0, q_rows, a.C, a.vec, tid);
@@ -512,7 +517,7 @@ __device__ __forceinline__ void tc_attention_body(const Args& a, const MauArgs& 
       unmerge_tile<D>(Os, reg_src, reg_row, nreg, a.out, a.odt, m.out_vec, ((size_t)b * m.T + m.P) * a.C + col0, a.C,
                       m.tokens, m.A + (size_t)b * m.a_total, m.a_off + r0, tid);
     else
-      store_tile<D>(Os, min(kBM, m.P - q0), a.out, a.odt, m.out_vec, ((size_t)b * m.T + q0) * a.C + col0, a.C, tid);
+      store_tile<D>(Os, m.P - q0 < kBM ? m.P - q0 : kBM, a.out, a.odt, m.out_vec, ((size_t)b * m.T + q0) * a.C + col0, a.C, tid);
     return;
   }
 
