@@ -8,6 +8,9 @@
 //    register layout of its fragments unspecified, so every step that needs to know which row a
 //    value belongs to (softmax, the rescale of the output) goes through a per-warp shared-memory
 //    scratch whose layout we choose, and the output accumulator lives in registers in that layout.
+//  - tc_mau_attention: tc_attention fused with merge and unmerge for merge_attention_unmerge_cuda
+//    (csrc/cuda/merge_attention_unmerge.cu): a block's query tile is a group of whole regions,
+//    merged in the prologue and unmerged in the epilogue.
 //  - f32_attention: everything else (float32 inputs, mixed dtypes, other head dims up to 256) on
 //    CUDA cores in float32. Float32 attention must stay within 1e-4 (SPEC 9), which neither fp16
 //    nor bf16 nor tf32 tensor cores can meet, so float32 inputs are never rounded down.
@@ -247,10 +250,11 @@ __device__ __noinline__ void gather_merged_q(T* Qs, const int* row_reg, const T*
 }
 
 // The fused kernel's epilogue: out[P + tokens[slot]] = sum_d A_r[d, s] O[row of d] for every
-// source slot of the group and 8-column chunk. Out of line: inlined, its registers add to those
-// of the key loop and the kernel spills at the 168-register cap.
-// Scalars only: a reference to the kernel's parameter structs would copy them to local memory.
-// out_base: element (P, col0) of batch element b; Ab: its weights; a_off: the group's first entry.
+// source slot of the group and 8-column chunk. Out of line because, inlined, its registers (and
+// the prologue's) add to the key loop's and the kernel spills at the 168-register cap; scalar
+// arguments because a reference to the kernel's parameter structs copies them to local memory.
+// out_base: element (P, col0) of the block's batch element; Ab: its weights; a_off: the group's
+// first region's entry.
 template <int D>
 __device__ __noinline__ void unmerge_tile(const float* Os, const int* reg_src, const int* reg_row, int nreg, void* out,
                                           int odt, bool out_vec, size_t out_base, int C, const int32_t* tokens,
@@ -496,7 +500,8 @@ __device__ __forceinline__ void tc_attention_body(const Args& a, const MauArgs& 
       float* const orow = Os + (warp * 16 + r) * kLdO + 4 * hf;
 #pragma unroll
       for (int n = 0; n < kNC; ++n) {
-        *reinterpret_cast<float4*>(orow + 16 * n) = make_float4(o[n][0] * inv, o[n][1] * inv, o[n][2] * inv, o[n][3] * inv);
+        *reinterpret_cast<float4*>(orow + 16 * n) =
+            make_float4(o[n][0] * inv, o[n][1] * inv, o[n][2] * inv, o[n][3] * inv);
         *reinterpret_cast<float4*>(orow + 16 * n + 8) =
             make_float4(o[n][4] * inv, o[n][5] * inv, o[n][6] * inv, o[n][7] * inv);
       }
@@ -517,7 +522,8 @@ __device__ __forceinline__ void tc_attention_body(const Args& a, const MauArgs& 
       unmerge_tile<D>(Os, reg_src, reg_row, nreg, a.out, a.odt, m.out_vec, ((size_t)b * m.T + m.P) * a.C + col0, a.C,
                       m.tokens, m.A + (size_t)b * m.a_total, m.a_off + r0, tid);
     else
-      store_tile<D>(Os, m.P - q0 < kBM ? m.P - q0 : kBM, a.out, a.odt, m.out_vec, ((size_t)b * m.T + q0) * a.C + col0, a.C, tid);
+      store_tile<D>(Os, m.P - q0 < kBM ? m.P - q0 : kBM, a.out, a.odt, m.out_vec,
+                    ((size_t)b * m.T + q0) * a.C + col0, a.C, tid);
     return;
   }
 

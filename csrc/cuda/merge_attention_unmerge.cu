@@ -10,7 +10,7 @@
 //    two on a GPU): merged q into a temporary, attention_cuda, then the unmerge kernel.
 // Both round merged q to the attention dtype and keep the merged output float32 up to the one
 // rounding to the output dtype, with the merge and unmerge kernels' arithmetic in the same order,
-// so the two paths give the same bits.
+// so the two should agree bit for bit.
 //
 // Merged q / k / v are stored in the dtype the attention kernel computes in: fp16 or bf16 when q,
 // k and v all have that dtype (tensor cores), float32 otherwise.
@@ -19,12 +19,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "cuda/common.cuh"
 #include "cuda/flash.cuh"
 #include "ops/cuda.h"
+#include "ops/device.h"
 
 namespace toma {
 
@@ -78,15 +80,18 @@ bool aligned16(const void* p) { return ((uintptr_t)p & 15u) == 0; }
 template <class T, int D>
 void launch_fused_d(dim3 grid, const flash::Args& a, const flash::MauArgs& m) {
   constexpr size_t smem = flash::TcLayout<D>::kBytes;
-  int dev = 0, limit = 0;
-  TOMA_CUDA_CHECK(kOp, cudaGetDevice(&dev));
-  TOMA_CUDA_CHECK(kOp, cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  if (smem > (size_t)limit)
+  const size_t limit = cuda_device_info().smem_optin;
+  if (smem > limit)
     throw DeviceError(std::string(kOp) + ": head dim " + std::to_string(D) + " needs " + std::to_string(smem) +
                       " bytes of shared memory per block; this device allows " + std::to_string(limit));
-  if (smem > 48 * 1024)
-    TOMA_CUDA_CHECK(kOp, cudaFuncSetAttribute(flash::tc_mau_attention<T, D>,
-                                              cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+  if (smem > 48 * 1024) {
+    // Once per kernel (a driver call per launch otherwise); a failure leaves the flag unset.
+    static std::once_flag once;
+    std::call_once(once, [] {
+      TOMA_CUDA_CHECK(kOp, cudaFuncSetAttribute(flash::tc_mau_attention<T, D>,
+                                                cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    });
+  }
   flash::tc_mau_attention<T, D><<<grid, flash::kThreads, smem, cuda::kStream>>>(a, m);
   TOMA_CUDA_LAUNCHED(kOp);
 }
@@ -129,7 +134,11 @@ void merge_attention_unmerge_cuda(const DevicePlan& plan, const MergeAttentionPa
   if (B == 0 || C == 0) return;
 
   const DType dt = p.q.dtype;
-  const DType ct = (dt != DType::F32 && p.k.dtype == dt && p.v.dtype == dt) ? dt : DType::F32;
+  // Merged q/k/v stay in the half type only where attention runs on tensor cores (attention.cu's
+  // rule); the float32 kernel would gain nothing from the rounding.
+  const int Dh = C / p.heads;
+  const bool tensor_cores = dt != DType::F32 && p.k.dtype == dt && p.v.dtype == dt && Dh % 16 == 0 && Dh <= 128;
+  const DType ct = tensor_cores ? dt : DType::F32;
   const size_t merged = (size_t)B * Tm * C;
   // One allocation, carved at 256-byte boundaries (the attention kernel's 16-byte loads need
   // 16-byte aligned bases).
@@ -141,9 +150,11 @@ void merge_attention_unmerge_cuda(const DevicePlan& plan, const MergeAttentionPa
   };
   const int D = C / p.heads;
   std::vector<int32_t> groups;
+  // Otherwise unfused: other dtypes and head dims, batches past one grid (attention_cuda slices
+  // them), no keys at all (attention_cuda reports it).
   const bool fused = p.merge_queries && ct != DType::F32 && D % 16 == 0 && D <= 128 && p.heads <= 65535 &&
-                     B <= 65535 && (int)plan.k_offsets.size() == plan.R + 1 && (plan.N == 0 || plan.R > 0) &&
-                     fused_enabled() && query_groups(plan.k_offsets, plan.R, groups);
+                     B <= cuda::kMaxGridYZ && Tm > 0 && (int)plan.k_offsets.size() == plan.R + 1 &&
+                     (plan.N == 0 || plan.R > 0) && fused_enabled() && query_groups(plan.k_offsets, plan.R, groups);
   const size_t at_k = carve(merged * dtype_size(ct)), at_v = carve(merged * dtype_size(ct));
   const bool unfused_q = p.merge_queries && !fused;
   const size_t at_q = unfused_q ? carve(merged * dtype_size(ct)) : 0;

@@ -4,7 +4,11 @@
 // SDXL 64x64 (B=2, N=4096, 10 x 64), SDXL 32x32 (B=2, N=1024, 20 x 64) and Flux (B=1, 512 text +
 // 4096 image tokens, 24 x 128). Medians of CUDA-event timings (toma::cuda::time_ms). TFLOP/s
 // counts 4 * B * heads * Tq * Tk * d for the attention actually run (merged sizes for the merged
-// op, so it compares kernel efficiency; "x dense" compares wall time with the dense op).
+// op, so it compares kernel efficiency; "x dense" compares wall time with the dense op). The
+// fp16 merge rows run the fused path (merge of q and unmerge inside the attention launch); at
+// SDXL 64x64 ratio 0.5 a "mergeAttentionUnmerge-unfused" row times the same work as separate
+// merge, attention and unmerge launches (the fallback), named so bench/gpu/summarize.py does not
+// take it for the default path.
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -98,6 +102,32 @@ void run_plan_and_mau(void* c) {
   toma::merge_attention_unmerge_cuda(*plan, m->p);
 }
 
+// The unfused path from the public ops: merged q / k / v and the float32 merged output in one
+// temporary per call, as merge_attention_unmerge_cuda's fallback allocates them.
+void run_mau_unfused(void* c) {
+  auto* m = static_cast<MauCtx*>(c);
+  const toma::DevicePlan& plan = *m->plan;
+  const toma::MergeAttentionParams& p = m->p;
+  const int B = plan.B, Tm = plan.P + plan.K, C = p.q.C;
+  const size_t n = (size_t)B * Tm * C, es = toma::dtype_size(p.q.dtype), half = (n * es + 255) / 256 * 256;
+  toma::cuda::DeviceBuffer tmp(3 * half + n * sizeof(float), "bench temporaries");
+  char* const base = tmp.as<char>();
+  const toma::Tokens mq{base, p.q.dtype, B, Tm, C}, mk{base + half, p.q.dtype, B, Tm, C},
+      mv{base + 2 * half, p.q.dtype, B, Tm, C}, mo{base + 3 * half, DType::F32, B, Tm, C};
+  toma::merge_cuda(plan, p.k, mk);
+  toma::merge_cuda(plan, p.v, mv);
+  toma::merge_cuda(plan, p.q, mq);
+  toma::AttentionParams a;
+  a.q = mq;
+  a.k = mk;
+  a.v = mv;
+  a.out = mo;
+  a.heads = p.heads;
+  a.scale = p.scale;
+  toma::attention_cuda(a);
+  toma::unmerge_cuda(plan, mo, p.out);
+}
+
 const char* short_name(DType dt) { return dt == DType::F16 ? "f16" : dt == DType::BF16 ? "bf16" : "f32"; }
 
 }  // namespace
@@ -154,6 +184,13 @@ TEST_CASE(bench_cuda, merge_attention_unmerge) {
       if (ratio == 0.5) {
         const double ms2 = toma::cuda::time_ms(run_plan_and_mau, &m, kWarmup, kIters);
         tt::bench_row(name + " +plan", ms2, {{"TFLOPs", tflops(s.B, s.heads, Tm, Tm, s.D, ms2)}, {"x_dense", dense_ms / ms2}});
+      }
+      if (ratio == 0.5 && s.P == 0 && s.H == 64) {
+        const double ms3 = toma::cuda::time_ms(run_mau_unfused, &m, kWarmup, kIters);
+        const std::string unfused =
+            std::string("mergeAttentionUnmerge-unfused ") + short_name(dt) + " r=" + tt::str(ratio) + " " + s.name;
+        tt::bench_row(unfused, ms3, {{"TFLOPs", tflops(s.B, s.heads, Tm, Tm, s.D, ms3)}, {"x_dense", dense_ms / ms3},
+                                     {"fused_speedup", ms3 / ms}});
       }
     }
   }
