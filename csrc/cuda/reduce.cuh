@@ -1,5 +1,7 @@
-// Block-wide reductions with a fixed order, so a value computed twice comes out bit-identical
-// (the lazy greedy relies on it) and ties resolve to the lowest index as on the CPU.
+// Block-wide reductions in a fixed order (the same inputs give the same bits, whichever thread
+// reads the result), with ties resolved to the lowest index as on the CPU. The lazy greedy's first
+// bounds are sums in candidate order and its re-evaluations these tree sums: they can differ in the
+// last bit, which could only change a pick on a near-tie (SPEC 9 allows f(S) within 1e-5).
 #pragma once
 #include <climits>
 #include <cmath>
