@@ -346,7 +346,7 @@ describe('attention rejects bad input', () => {
     await expectArgError(() => att(q, k, v, { heads }), /heads/, [q, k, v]);
   });
 
-  test.each([NaN, Infinity, -Infinity])('scale %p', async (scale) => {
+  test.each([NaN, Infinity, -Infinity, 1e300, Number.MAX_VALUE])('scale %p', async (scale) => {
     const [q, k, v] = [q0(), k0(), v0()];
     await expectArgError(() => att(q, k, v, { heads: 4, scale }), /scale/, [q, k, v], RangeError);
   });
@@ -354,6 +354,17 @@ describe('attention rejects bad input', () => {
   test('options missing', async () => {
     const [q, k, v] = [q0(), k0(), v0()];
     await expectArgError(() => att(q, k, v, undefined), /options|heads/, [q, k, v], TypeError);
+  });
+
+  // A NaN score can vanish in the softmax (the running max and the exp clamps drop NaN) and leave
+  // a finite result: q and k are scanned, whatever the output looks like (fuzz seeds 2695, 4272).
+  test.each(['q', 'k'])('NaN in %s is rejected even where the output would stay finite', async (which) => {
+    for (const index of [0, 4, C + 3, 17 * C + 9]) {
+      const [q, k, v] = [q0(), k0(), v0()];
+      const bad = poisoned(which === 'q' ? q : k, index, NaN);
+      const args = which === 'q' ? [bad, k, v] : [q, bad, v];
+      await expectArgError(() => att(args[0], args[1], args[2], { heads: 4 }), new RegExp(`\\b${which}\\b`), args, RangeError);
+    }
   });
 
   test('wrong ranks name the tensor', async () => {

@@ -36,7 +36,8 @@ void check_finite(std::initializer_list<const TensorArg*> inputs) {
   for (const TensorArg* in : inputs) check_finite(*in);
 }
 
-void check_result(const void* out, DType t, size_t n, std::initializer_list<const TensorArg*> inputs) {
+void check_result(const void* out, DType t, size_t n, std::initializer_list<const TensorArg*> inputs,
+                  const std::string& hint) {
   if (all_finite(out, t, n)) return;
   check_finite(inputs);
   // Device inputs are not scanned here (a device result kept from an earlier op may carry NaN).
@@ -45,9 +46,9 @@ void check_result(const void* out, DType t, size_t n, std::initializer_list<cons
     if (in->on_device()) unscanned += (unscanned.empty() ? "" : ", ") + in->name;
   if (!unscanned.empty())
     throw range_error("the result is not finite: NaN or Infinity in a device input (" + unscanned +
-                      ", not scanned on the host) or finite inputs too large for " + std::string(dtype_name(t)));
+                      ", not scanned on the host) or finite inputs too large for " + std::string(dtype_name(t)) + hint);
   throw range_error("the result overflowed to infinity (finite inputs too large for " +
-                    std::string(dtype_name(t)) + ")");
+                    std::string(dtype_name(t)) + hint + ")");
 }
 
 Output make_output(Napi::Env env, DType t, std::vector<int64_t> shape) {
@@ -119,11 +120,12 @@ void DeviceResult::check_inputs_first(std::initializer_list<const TensorArg*> in
   if (s_->on_device) check_finite(inputs);
 }
 
-void DeviceResult::finish(const char* op, std::initializer_list<const TensorArg*> inputs) const {
+void DeviceResult::finish(const char* op, std::initializer_list<const TensorArg*> inputs,
+                          const std::string& hint) const {
   if (s_->on_device) return;
   const Output& h = s_->host;
   cuda::copy_to_host(h.data, s_->view.data, h.count() * dtype_size(h.dtype), op);
-  check_result(h.data, h.dtype, h.count(), inputs);
+  check_result(h.data, h.dtype, h.count(), inputs, hint);
 }
 
 Napi::Value DeviceResult::value(Napi::Env env) const {

@@ -26,7 +26,9 @@ void check_finite(std::initializer_list<const TensorArg*> inputs);
 // infinity anywhere in an input makes some output non-finite, even through a zero weight), the
 // output is scanned instead of each input: one pass instead of three. Only when it is not finite
 // are the host inputs scanned, to name the culprit; otherwise finite inputs overflowed.
-void check_result(const void* out, DType t, size_t n, std::initializer_list<const TensorArg*> inputs);
+// `hint` names what else can make a finite input overflow (attention: the scale).
+void check_result(const void* out, DType t, size_t n, std::initializer_list<const TensorArg*> inputs,
+                  const std::string& hint = "");
 
 // The result array is made on the JavaScript thread and filled off it; a reference carries it
 // to OnOK (a napi_value does not outlive the call's handle scope).
@@ -71,7 +73,7 @@ class DeviceResult {
   // inputs are scanned up front instead.
   void check_inputs_first(std::initializer_list<const TensorArg*> inputs) const;
   // Off-thread, after the kernel: a host result is copied back and checked like the CPU path's.
-  void finish(const char* op, std::initializer_list<const TensorArg*> inputs) const;
+  void finish(const char* op, std::initializer_list<const TensorArg*> inputs, const std::string& hint = "") const;
   Napi::Value value(Napi::Env env) const;
 
  private:

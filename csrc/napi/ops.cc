@@ -27,6 +27,12 @@ struct AttnOptions {
   bool proportional;
 };
 
+// The scale multiplies every score: with finite inputs an overflow may be its doing.
+std::string scale_hint(const AttnOptions& a, int C) {
+  const double s = a.scale > 0 ? a.scale : 1.0 / std::sqrt((double)C / a.heads);
+  return " at options.scale = " + std::to_string(s) + (a.scale > 0 ? "" : " (the default 1/sqrt(head dim))");
+}
+
 AttnOptions parse_attention_options(Napi::Env env, Napi::Value v, int C, const std::string& name) {
   Napi::Object o = options_object(env, v, name, true);
   AttnOptions a;
@@ -35,7 +41,8 @@ AttnOptions parse_attention_options(Napi::Env env, Napi::Value v, int C, const s
     throw_range(env, name + ".heads = " + std::to_string(a.heads) + " must divide the channel count C = " +
                          std::to_string(C));
   const double s = number_option(env, o, name, "scale", 0, false);
-  if (!o.Get("scale").IsUndefined() && !(s > 0 && std::isfinite(s)))
+  // Finite as float32 too: the kernels compute in float32, where 1e300 is infinity.
+  if (!o.Get("scale").IsUndefined() && !(s > 0 && s <= 3.4028234663852886e38))
     throw_range(env, name + ".scale must be a finite number > 0, got " + describe(o.Get("scale")));
   a.scale = (float)s;
   a.merge_queries = bool_option(env, o, name, "mergeQueries", true);
@@ -244,10 +251,11 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
     return OpWorker::Queue(
         env, "attention", {q.object, q.array, k.object, k.array, v.object, v.array},
         [q, k, v, a, out] {
+          check_finite({&q, &k});  // see the CPU path
           out.check_inputs_first({&q, &k, &v});
           DeviceStage stage("attention");
           attention_cuda(attention_params(stage.input(q), stage.input(k), stage.input(v), out.tokens(stage), a));
-          out.finish("attention", {&q, &k, &v});
+          out.finish("attention", {&q, &k, &v}, scale_hint(a, (int)q.shape[2]));
         },
         [out](Napi::Env env) { return out.value(env); });
   }
@@ -255,8 +263,11 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
   return OpWorker::Queue(
       env, "attention", {q.object, q.array, k.object, k.array, v.object, v.array},
       [q, k, v, a, out] {
+        // q and k are scanned first: a NaN score can vanish in the softmax (max and the exp
+        // clamps drop NaN), leaving a finite but wrong result. v's NaN always reaches the output.
+        check_finite({&q, &k});
         attention_cpu(attention_params(q.tokens(), k.tokens(), v.tokens(), out.tokens(), a));
-        check_result(out.data, out.dtype, out.count(), {&q, &k, &v});
+        check_result(out.data, out.dtype, out.count(), {&q, &k, &v}, scale_hint(a, (int)q.shape[2]));
       },
       [out](Napi::Env env) { return resolve_tensor(env, out); });
 }
@@ -277,11 +288,12 @@ Napi::Value MergeAttentionUnmerge(const Napi::CallbackInfo& info) {
     return OpWorker::Queue(
         env, "mergeAttentionUnmerge", {q.object, q.array, k.object, k.array, v.object, v.array, info[3]},
         [q, k, v, a, plan, out] {
+          check_finite({&q, &k});  // see Attention's CPU path
           out.check_inputs_first({&q, &k, &v});
           DeviceStage stage("mergeAttentionUnmerge");
           merge_attention_unmerge_cuda(*plan->device(),
                                        mau_params(stage.input(q), stage.input(k), stage.input(v), out.tokens(stage), a));
-          out.finish("mergeAttentionUnmerge", {&q, &k, &v});
+          out.finish("mergeAttentionUnmerge", {&q, &k, &v}, scale_hint(a, (int)q.shape[2]));
         },
         reporting(plan, [out](Napi::Env env) { return out.value(env); }));
   }
@@ -289,9 +301,10 @@ Napi::Value MergeAttentionUnmerge(const Napi::CallbackInfo& info) {
   return OpWorker::Queue(
       env, "mergeAttentionUnmerge", {q.object, q.array, k.object, k.array, v.object, v.array, info[3]},
       [q, k, v, a, plan, out] {
+        check_finite({&q, &k});  // see Attention's CPU path
         merge_attention_unmerge_cpu(*plan->host(),
                                     mau_params(q.tokens(), k.tokens(), v.tokens(), out.tokens(), a));
-        check_result(out.data, out.dtype, out.count(), {&q, &k, &v});
+        check_result(out.data, out.dtype, out.count(), {&q, &k, &v}, scale_hint(a, (int)q.shape[2]));
       },
       reporting(plan, [out](Napi::Env env) { return resolve_tensor(env, out); }));
 }
