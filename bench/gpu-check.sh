@@ -81,6 +81,14 @@ if [ -x build-gpu/toma_tests ]; then
         fail "cuda.$c"
       fi
     done
+    # The same merge-attention-unmerge cases forced through the unfused path (merge, attention,
+    # unmerge as separate launches): if only the fused kernel fails, this says so.
+    if timeout 150 env TOMA_MAU_FUSED=0 build-gpu/toma_tests cuda merge_attention_unmerge >"$LOGS/cuda-unfused.log" 2>&1; then
+      printf '%-58s %-7s\n' "merge_attention_unmerge* (TOMA_MAU_FUSED=0)" pass | tee -a "$LOGS/cuda-cases.txt"
+    else
+      printf '%-58s %-7s\n' "merge_attention_unmerge* (TOMA_MAU_FUSED=0)" FAIL | tee -a "$LOGS/cuda-cases.txt"
+      fail "cuda.merge_attention_unmerge* unfused"
+    fi
   else
     build-gpu/toma_tests cuda 2>&1 | tee "$LOGS/cuda-cases.txt" | tail -3
   fi
