@@ -4,7 +4,10 @@
 #include "ops/attention.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -72,6 +75,19 @@ void attention_cpu(const AttentionParams& p) {
     for (size_t i = 0; i < bias.size(); ++i) bias[i] = p.key_bias[i] * 1.4426950408889634f;
   }
 
+  // Non-finite q / k rows, noted as they are loaded (each row once: k when packed, q per block).
+  std::atomic<bool> nonfinite{false};
+  auto note_row = [&](const float* r) {
+    if (!p.qk_nonfinite) return;
+    uint32_t bad = 0;
+    for (int d = 0; d < D; ++d) {
+      uint32_t u;
+      std::memcpy(&u, r + d, 4);
+      bad |= (uint32_t)((u & 0x7f800000u) == 0x7f800000u);
+    }
+    if (bad) nonfinite.store(true, std::memory_order_relaxed);
+  };
+
   // Pack: Kt as [TkP / NR][D][NR], V as [Dpan][TkP][NR] per (batch, head); padding is zero.
   parallel_for((int64_t)BH * panels, 8, [&](int64_t p0, int64_t p1) {
     std::vector<float> row(std::max(D, 1)), tmp(std::max(D, 1));
@@ -83,6 +99,7 @@ void attention_cpu(const AttentionParams& p) {
         const int j = jp * NR + jj;
         if (j < Tk) {
           load_row(p.k, p.k_rows, b, j, h * D, D, row.data(), tmp.data());
+          note_row(row.data());
           for (int d = 0; d < D; ++d) Ktp[((size_t)jp * D + d) * NR + jj] = row[d];
           load_row(p.v, p.v_rows, b, j, h * D, D, row.data(), tmp.data());
           for (int d = 0; d < Dp; ++d) Vpp[((size_t)(d / NR) * TkP + j) * NR + d % NR] = d < D ? row[d] : 0.f;
@@ -107,6 +124,7 @@ void attention_cpu(const AttentionParams& p) {
         float* qr = Q.data() + (size_t)i * D;
         if (i < mb) {
           load_row(p.q, p.q_rows, b, q0 + i, h * D, D, qr, tmp.data());
+          note_row(qr);
           K.scale(qr, qs, D);
         } else {
           std::fill(qr, qr + D, 0.f);
@@ -149,6 +167,7 @@ void attention_cpu(const AttentionParams& p) {
       }
     }
   });
+  if (p.qk_nonfinite && nonfinite.load()) *p.qk_nonfinite = true;
 }
 
 }  // namespace toma

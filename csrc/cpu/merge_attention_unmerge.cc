@@ -39,6 +39,7 @@ void merge_attention_unmerge_cpu(const Plan& plan, const MergeAttentionParams& p
   a.v_rows = &vg;
   a.heads = p.heads;
   a.scale = p.scale;
+  a.qk_nonfinite = p.qk_nonfinite;
   std::vector<float> bias;
   if (p.proportional) {
     bias.assign((size_t)B * Tm, 0.f);  // prefix keys stand for themselves: log 1 = 0

@@ -263,10 +263,17 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
   return OpWorker::Queue(
       env, "attention", {q.object, q.array, k.object, k.array, v.object, v.array},
       [q, k, v, a, out] {
-        // q and k are scanned first: a NaN score can vanish in the softmax (max and the exp
-        // clamps drop NaN), leaving a finite but wrong result. v's NaN always reaches the output.
-        check_finite({&q, &k});
-        attention_cpu(attention_params(q.tokens(), k.tokens(), v.tokens(), out.tokens(), a));
+        // A NaN score can vanish in the softmax (max and the exp clamps drop NaN) and leave a
+        // finite, wrong result: the kernel notes non-finite q / k rows as it loads them, and only
+        // then are q and k scanned, to name the culprit. v's NaN always reaches the output.
+        bool qk_bad = false;
+        AttentionParams ap = attention_params(q.tokens(), k.tokens(), v.tokens(), out.tokens(), a);
+        ap.qk_nonfinite = &qk_bad;
+        attention_cpu(ap);
+        if (qk_bad) {
+          check_finite({&q, &k});
+          throw range_error("q or k rows overflowed to infinity (finite inputs too large for float32)");
+        }
         check_result(out.data, out.dtype, out.count(), {&q, &k, &v}, scale_hint(a, (int)q.shape[2]));
       },
       [out](Napi::Env env) { return resolve_tensor(env, out); });
@@ -301,9 +308,14 @@ Napi::Value MergeAttentionUnmerge(const Napi::CallbackInfo& info) {
   return OpWorker::Queue(
       env, "mergeAttentionUnmerge", {q.object, q.array, k.object, k.array, v.object, v.array, info[3]},
       [q, k, v, a, plan, out] {
-        check_finite({&q, &k});  // see Attention's CPU path
-        merge_attention_unmerge_cpu(*plan->host(),
-                                    mau_params(q.tokens(), k.tokens(), v.tokens(), out.tokens(), a));
+        bool qk_bad = false;  // see Attention's CPU path
+        MergeAttentionParams mp = mau_params(q.tokens(), k.tokens(), v.tokens(), out.tokens(), a);
+        mp.qk_nonfinite = &qk_bad;
+        merge_attention_unmerge_cpu(*plan->host(), mp);
+        if (qk_bad) {
+          check_finite({&q, &k});
+          throw range_error("q or k rows overflowed to infinity (finite inputs too large for float32)");
+        }
         check_result(out.data, out.dtype, out.count(), {&q, &k, &v}, scale_hint(a, (int)q.shape[2]));
       },
       reporting(plan, [out](Napi::Env env) { return resolve_tensor(env, out); }));

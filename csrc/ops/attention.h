@@ -29,6 +29,10 @@ struct AttentionParams {
   const RowGather* q_rows = nullptr;
   const RowGather* k_rows = nullptr;
   const RowGather* v_rows = nullptr;
+  // When set (CPU path), becomes true if any q or k row the kernel read (gathered rows included)
+  // holds NaN or Infinity: a NaN score can vanish in the softmax (the running max and the exp
+  // clamps drop it) and leave a finite, wrong output, so the output scan alone cannot tell.
+  bool* qk_nonfinite = nullptr;
 };
 
 // Exact softmax attention per head, blocked with an online softmax: memory is O(block), never

@@ -13,6 +13,8 @@ struct MergeAttentionParams {
   // Proportional attention (as in ToMe): each merged key's score gets + log(mass), the number of
   // tokens it stands for, so attention over merged keys approximates attention over all keys.
   bool proportional = false;
+  // As AttentionParams::qk_nonfinite (CPU path): a merged row is NaN when any token it averages is.
+  bool* qk_nonfinite = nullptr;
 };
 
 // unmerge(attention(merge(q), merge(k), merge(v))), intermediates in float32.
