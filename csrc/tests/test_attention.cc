@@ -300,6 +300,39 @@ TEST_CASE(attention, cpu_scale_and_online_softmax) {
   run_attention({1, 100, 700, 1, 80}, {DType::BF16, DType::BF16, DType::BF16, DType::BF16}, 0, seed++, 1.5, +1);
 }
 
+// qk_nonfinite: set for a NaN or infinity anywhere in q or k (a NaN score can vanish in the
+// softmax and leave a finite output), never for finite data, and not for v (which reaches the
+// output by itself).
+TEST_CASE(attention, cpu_flags_nonfinite_q_and_k) {
+  tt::Rng rng(95);
+  const int B = 2, Tq = 37, Tk = 70, C = 32;
+  for (int which = 0; which < 3; ++which)
+    for (int trial = 0; trial < 4; ++trial) {
+      tt::Tensor q = tt::random_tensor(rng, DType::F32, B, Tq, C), k = tt::random_tensor(rng, DType::F32, B, Tk, C),
+                 v = tt::random_tensor(rng, DType::F32, B, Tk, C), out(DType::F32, B, Tq, C);
+      tt::Tensor& bad = which == 0 ? q : which == 1 ? k : v;
+      const size_t at = (size_t)rng.uniform_int(0, (int)bad.numel() - 1);
+      const double value = trial % 2 ? std::numeric_limits<double>::infinity() : std::nan("");
+      toma::AttentionParams p;
+      p.q = q.view();
+      p.k = k.view();
+      p.v = v.view();
+      p.out = out.mview();
+      p.heads = 4;
+      bool flag = false;
+      p.qk_nonfinite = &flag;
+      toma::attention_cpu(p);
+      CHECK_MSG(!flag, "flag set on finite data");
+      bad.set(at, value);
+      p.q = q.view();
+      p.k = k.view();
+      p.v = v.view();
+      toma::attention_cpu(p);
+      CHECK_MSG(flag == (which != 2), std::string("flag ") + (flag ? "set" : "not set") + " for a non-finite " +
+                                          "qkv"[which] + " at element " + std::to_string(at));
+    }
+}
+
 TEST_CASE(attention, other_isas) {
   if (tt::is_child()) return;
   const std::string current = toma::cpu_kernels().isa;
