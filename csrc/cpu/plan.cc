@@ -173,23 +173,9 @@ void weigh_region(const RegionRows& rr, const int32_t* dl, int k, double tau, bo
   }
 }
 
-void check_options(ConstTokens x, const PlanOptions& o) {
-  if (!(o.similarity >= 0 && o.similarity <= 1))
-    throw range_error("options.similarity must be in (0, 1], got " + std::to_string(o.similarity));
-  if (!(o.ratio >= 0 && o.ratio < 1))
-    throw range_error("options.ratio must be a finite number in [0, 1), got " + std::to_string(o.ratio));
-  if (!(o.tau > 0))
-    throw range_error("options.tau must be > 0 (Infinity for the hard plan), got " + std::to_string(o.tau));
-  if (o.prefix < 0) throw range_error("options.prefix must be >= 0, got " + std::to_string(o.prefix));
-  if (o.H < 1 || o.W < 1) throw range_error("options.grid must hold two integers >= 1");
-  const long long N = (long long)o.H * o.W;
-  if (x.T != o.prefix + N)
-    throw range_error("x.shape[1] must be prefix + H * W = " + std::to_string(o.prefix + N) +
-                      ", got " + std::to_string(x.T));
-}
 
 std::shared_ptr<Plan> start_plan(ConstTokens x, const PlanOptions& o) {
-  check_options(x, o);
+  check_plan_options(x, o);
   auto plan = std::make_shared<Plan>();
   plan->opts = o;
   plan->B = x.B;
@@ -343,6 +329,21 @@ void select_into(ConstTokens x, Plan& plan, std::vector<RegionRows>* keep) {
 }
 
 }  // namespace
+
+void check_plan_options(ConstTokens x, const PlanOptions& o) {
+  if (!(o.similarity >= 0 && o.similarity <= 1))
+    throw range_error("options.similarity must be in (0, 1], got " + std::to_string(o.similarity));
+  if (!(o.ratio >= 0 && o.ratio < 1))
+    throw range_error("options.ratio must be a finite number in [0, 1), got " + std::to_string(o.ratio));
+  if (!(o.tau > 0))
+    throw range_error("options.tau must be > 0 (Infinity for the hard plan), got " + std::to_string(o.tau));
+  if (o.prefix < 0) throw range_error("options.prefix must be >= 0, got " + std::to_string(o.prefix));
+  if (o.H < 1 || o.W < 1) throw range_error("options.grid must hold two integers >= 1");
+  const long long N = (long long)o.H * o.W;
+  if (x.T != o.prefix + N)
+    throw range_error("x.shape[1] must be prefix + H * W = " + std::to_string(o.prefix + N) +
+                      ", got " + std::to_string(x.T));
+}
 
 std::vector<int32_t> select_destinations_cpu(const SelectParams& p, int* K) {
   auto plan = start_plan(p.x, p.opts);

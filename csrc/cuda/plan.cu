@@ -134,20 +134,6 @@ __global__ void mass_kernel(const float* __restrict__ A, int64_t a_total, const 
   if (lane == 0) mass[e] = (float)s;
 }
 
-void check_plan_input(ConstTokens x, const PlanOptions& o) {
-  if (!(o.similarity >= 0 && o.similarity <= 1))
-    throw range_error("options.similarity must be in (0, 1], got " + std::to_string(o.similarity));
-  if (!(o.ratio >= 0 && o.ratio < 1))
-    throw range_error("options.ratio must be a finite number in [0, 1), got " + std::to_string(o.ratio));
-  if (!(o.tau > 0))
-    throw range_error("options.tau must be > 0 (Infinity for the hard plan), got " + std::to_string(o.tau));
-  if (o.prefix < 0) throw range_error("options.prefix must be >= 0, got " + std::to_string(o.prefix));
-  if (o.H < 1 || o.W < 1) throw range_error("options.grid must hold two integers >= 1");
-  const long long N = (long long)o.H * o.W;
-  if (x.T != o.prefix + N)
-    throw range_error("x.shape[1] must be prefix + H * W = " + std::to_string(o.prefix + N) + ", got " +
-                      std::to_string(x.T));
-}
 
 }  // namespace
 
@@ -352,7 +338,7 @@ std::shared_ptr<DevicePlan> adaptive_plan(ConstTokens x, const PlanOptions& o) {
 }
 
 std::shared_ptr<DevicePlan> selected(ConstTokens x, const PlanOptions& o, DeviceBuffer* inv) {
-  check_plan_input(x, o);
+  check_plan_options(x, o);
   const auto held = cached_regions(o);  // the cache may drop it meanwhile
   const Regions& regions = *held;
   std::vector<int> counts(regions.count());
@@ -399,7 +385,7 @@ std::vector<int32_t> select_destinations_cuda(ConstTokens x, const PlanOptions& 
 
 std::shared_ptr<DevicePlan> compute_plan_with_destinations_cuda(ConstTokens x, const PlanOptions& o,
                                                                 const int32_t* dest, int rows, int K) {
-  cuda::check_plan_input(x, o);
+  check_plan_options(x, o);
   if (rows != 1 && rows != x.B)
     throw range_error("destinations must have 1 or B = " + std::to_string(x.B) + " rows, got " + std::to_string(rows));
   const auto held = cuda::cached_regions(o);

@@ -54,6 +54,9 @@ struct Plan {
 // weights; their total effect is below 1e-12 relative, far under SPEC section 9's tolerances.
 constexpr double kWeightCutoff = 1e-12;
 
+// The option and shape checks every plan construction makes (both backends); ArgError (range).
+void check_plan_options(ConstTokens x, const PlanOptions& opts);
+
 // Selects destinations and computes weights (SPEC 4-5) on the image tokens of x.
 std::shared_ptr<Plan> compute_plan_cpu(ConstTokens x, const PlanOptions& opts);
 
