@@ -11,8 +11,9 @@ C=3072), 256 tiles of 4x4, ratios 0.25/0.5/0.75, float16 and bfloat16.
 import argparse
 import json
 import os
-import statistics
 import sys
+
+import cuda_timing  # beside this file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CACHE = os.path.join(HERE, "..", ".cache", "authors-toma")
@@ -42,19 +43,7 @@ def main() -> int:
     dev = torch.device("cuda")
 
     def time_ms(fn, reps=args.reps, warm=3):
-        for _ in range(warm):
-            fn()
-        torch.cuda.synchronize()
-        times = []
-        for _ in range(reps):
-            a = torch.cuda.Event(enable_timing=True)
-            b = torch.cuda.Event(enable_timing=True)
-            a.record()
-            fn()
-            b.record()
-            b.synchronize()
-            times.append(a.elapsed_time(b))
-        return statistics.median(times)
+        return cuda_timing.time_ms(torch, fn, reps, warm)[0]
 
     tiles = 256
     rows = []

@@ -9,8 +9,9 @@ at the shapes of SPEC section 10, dense and at the merged lengths P + K for rati
 import argparse
 import json
 import math
-import statistics
 import sys
+
+import cuda_timing  # beside this file
 
 
 def main() -> int:
@@ -32,19 +33,7 @@ def main() -> int:
     props = torch.cuda.get_device_properties(dev)
 
     def time_ms(fn, reps=args.reps, warm=10):
-        for _ in range(warm):
-            fn()
-        torch.cuda.synchronize()
-        times = []
-        for _ in range(reps):
-            a = torch.cuda.Event(enable_timing=True)
-            b = torch.cuda.Event(enable_timing=True)
-            a.record()
-            fn()
-            b.record()
-            b.synchronize()
-            times.append(a.elapsed_time(b))
-        return statistics.median(times), min(times), max(times)
+        return cuda_timing.time_ms(torch, fn, reps, warm)
 
     out = {"device": props.name, "sms": props.multi_processor_count, "torch": torch.__version__,
            "cuda": torch.version.cuda, "rows": []}
