@@ -59,10 +59,15 @@ BUDGET=${GPU_CHECK_BUDGET:-420}
 left() { echo $(( BUDGET - ($(date +%s) - started) )); }
 cases_of() { build-gpu/toma_tests --list | grep "^$1 " | cut -d: -f2; }
 
+CASE_TIMEOUT=${GPU_CHECK_CASE_TIMEOUT:-60}  # a hung kernel costs this much, not the whole lease
 if [ -x build-gpu/toma_tests ]; then
-  log "C++ tests of the CPU path (ctest, every suite but cuda)"
-  ctest --test-dir build-gpu --output-on-failure -E '^cuda$' 2>&1 | tee "$LOGS/ctest.log" | tail -15
-  grep -q "100% tests passed" "$LOGS/ctest.log" || fail "ctest"
+  if [ "${GPU_CHECK_CPU_TESTS:-1}" = 1 ]; then
+    log "C++ tests of the CPU path (ctest, every suite but cuda)"
+    ctest --test-dir build-gpu --output-on-failure -E '^(cuda|bench.*)$' 2>&1 | tee "$LOGS/ctest.log" | tail -15
+    grep -q "100% tests passed" "$LOGS/ctest.log" || fail "ctest"
+  else
+    echo "GPU_CHECK_CPU_TESTS=0: the CPU suites are left to CI"
+  fi
 
   log "CUDA ops against the CPU path (suite cuda, one process per case)"
   if [ "$have_gpu" = 1 ]; then
@@ -70,7 +75,7 @@ if [ -x build-gpu/toma_tests ]; then
     : >"$LOGS/cuda-cases.txt"
     for c in $(cases_of cuda); do
       t0=$(date +%s)
-      timeout 150 build-gpu/toma_tests cuda "$c" >"$LOGS/cuda-$c.log" 2>&1
+      timeout "$CASE_TIMEOUT" build-gpu/toma_tests cuda "$c" >"$LOGS/cuda-$c.log" 2>&1
       rc=$?
       verdict=pass
       [ $rc -eq 124 ] && verdict=TIMEOUT
@@ -83,7 +88,7 @@ if [ -x build-gpu/toma_tests ]; then
     done
     # The same merge-attention-unmerge cases forced through the unfused path (merge, attention,
     # unmerge as separate launches): if only the fused kernel fails, this says so.
-    if timeout 150 env TOMA_MAU_FUSED=0 build-gpu/toma_tests cuda merge_attention_unmerge >"$LOGS/cuda-unfused.log" 2>&1; then
+    if timeout "$CASE_TIMEOUT" env TOMA_MAU_FUSED=0 build-gpu/toma_tests cuda merge_attention_unmerge >"$LOGS/cuda-unfused.log" 2>&1; then
       printf '%-58s %-7s\n' "merge_attention_unmerge* (TOMA_MAU_FUSED=0)" pass | tee -a "$LOGS/cuda-cases.txt"
     else
       printf '%-58s %-7s\n' "merge_attention_unmerge* (TOMA_MAU_FUSED=0)" FAIL | tee -a "$LOGS/cuda-cases.txt"
