@@ -1,8 +1,11 @@
 // attention_cuda: checks, kernel choice and launch; the kernels are in csrc/cuda/flash.cuh.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <mutex>
-#include <set>
+#include <map>
 #include <string>
 
 #include "cuda/common.cuh"
@@ -23,14 +26,16 @@ constexpr const char* kOp = "attention";
 // The probe's opt-in limit (device 0, read once per process).
 size_t smem_optin_limit() { return cuda_device_info().smem_optin; }
 
-// cudaFuncSetAttribute once per kernel: it is a driver call per launch otherwise.
+// cudaFuncSetAttribute once per kernel and size (a driver call per launch otherwise): the float32
+// kernel's bytes grow with the head dim, so the limit set is the largest asked for so far.
 void allow_smem(const void* kernel, size_t smem) {
   static std::mutex mu;
-  static auto* done = new std::set<const void*>();
+  static auto* done = new std::map<const void*, size_t>();
   std::lock_guard<std::mutex> lock(mu);
-  if (done->count(kernel)) return;
+  auto it = done->find(kernel);
+  if (it != done->end() && it->second >= smem) return;
   TOMA_CUDA_CHECK(kOp, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-  done->insert(kernel);
+  (*done)[kernel] = smem;
 }
 
 // Launches over the batch in slices of at most 65535 (gridDim.z), moving the base pointers.
@@ -40,7 +45,6 @@ void launch(K kernel, dim3 grid, size_t smem, const Args& a, int B, const std::s
   if (smem > limit)
     throw DeviceError(std::string(kOp) + ": " + what + " needs " + std::to_string(smem) +
                       " bytes of shared memory per block; this device allows " + std::to_string(limit));
-  // Every launch of one kernel asks for the same bytes (they depend on the head dim only).
   if (smem > 48 * 1024) allow_smem(reinterpret_cast<const void*>(kernel), smem);
   auto advance = [](const void* p, int dt, size_t elems) {
     return static_cast<const char*>(p) + elems * dtype_size((DType)dt);
@@ -77,9 +81,50 @@ void launch_tc(int D, dim3 grid, const Args& a, int B) {
   }
 }
 
+template <class T, int D>
+void launch_mma(const MmaChoice& c, const Args& a, int B) {
+  const dim3 grid((unsigned)((a.Tq + c.rows() - 1) / c.rows()), (unsigned)(a.C / D), 1);
+  const std::string what = "head dim " + std::to_string(D);
+#define TOMA_MMA_CASE(MT_, BN_)                                                                 \
+  if (c.mt == MT_ && c.bn == BN_) {                                                             \
+    launch(mma_attention<T, D, BN_, MT_>, grid, MmaLayout<D, BN_, MT_>::kBytes, a, B, what);   \
+    return;                                                                                     \
+  }
+  TOMA_MMA_CASE(1, 64)
+  if constexpr (D == 128) TOMA_MMA_CASE(2, 32)
+#undef TOMA_MMA_CASE
+  throw DeviceError(std::string(kOp) + ": internal: no mma kernel for " + what);
+}
+
 bool aligned16(const void* p) { return ((uintptr_t)p & 15u) == 0; }
 
 }  // namespace
+
+namespace flash {
+
+MmaChoice mma_choice(int D) {
+  static const MmaChoice forced = [] {
+    MmaChoice c;
+    const char* f = std::getenv("TOMA_FLASH");
+    if (f && std::strcmp(f, "wmma") == 0) return MmaChoice{-1, -1};
+    const char* e = std::getenv("TOMA_FLASH_CFG");
+    if (e && std::sscanf(e, "%d,%d", &c.mt, &c.bn) != 2) c = MmaChoice{};
+    return c;
+  }();
+  if (forced.mt < 0 || (D != 64 && D != 128)) return MmaChoice{};
+  if (forced.mt > 0) {
+    const bool compiled = (forced.mt == 1 && forced.bn == 64) || (D == 128 && forced.mt == 2 && forced.bn == 32);
+    if (compiled) return forced;
+  }
+  // The default, from the variants timed side by side on an H200 (bench/results/
+  // gpu-h200-2026-11-26-run3): one row block per warp and 64-key tiles. At D = 64 it beat two
+  // row blocks (more blocks per wave, query groups of 64 for the fused path, query fragments in
+  // registers), most of all in the fused merge-attention-unmerge; at D = 128 dense attention ran
+  // the same (249 vs 247 TFLOP/s) and the fused op 2% faster than two row blocks with 32-key tiles.
+  return MmaChoice{1, 64};
+}
+
+}  // namespace flash
 
 void attention_cuda(const AttentionParams& p) {
   if (p.q_rows || p.k_rows || p.v_rows)
@@ -121,7 +166,13 @@ void attention_cuda(const AttentionParams& p) {
 
   const DType dt = p.q.dtype;
   const bool tc = dt != DType::F32 && p.k.dtype == dt && p.v.dtype == dt && D % 16 == 0 && D <= 128;
-  if (tc) {
+  const MmaChoice mc = tc ? mma_choice(D) : MmaChoice{};
+  if (mc.mt > 0) {
+    if (dt == DType::F16 && D == 64) launch_mma<__half, 64>(mc, a, B);
+    else if (dt == DType::F16) launch_mma<__half, 128>(mc, a, B);
+    else if (D == 64) launch_mma<__nv_bfloat16, 64>(mc, a, B);
+    else launch_mma<__nv_bfloat16, 128>(mc, a, B);
+  } else if (tc) {
     const dim3 grid((unsigned)((Tq + kBM - 1) / kBM), (unsigned)H, 1);
     if (dt == DType::F16)
       launch_tc<__half>(D, grid, a, B);

@@ -3,8 +3,10 @@
 // with an online softmax, so the [Tq, Tk] score matrix only ever exists one tile at a time, in
 // shared memory.
 //
-//  - tc_attention: fp16 / bf16 q, k, v of one dtype and head dims that are multiples of 16 up to
-//    128, on tensor cores through WMMA (mma.sync on sm_80+), fp32 accumulation. WMMA leaves the
+//  - mma_attention / mma_mau_attention: fp16 / bf16 at head dims 64 and 128 (the ones diffusion
+//    transformers use), FlashAttention-2's register-resident design on mma.sync; the fastest.
+//  - tc_attention: fp16 / bf16 q, k, v of one dtype and other head dims that are multiples of 16 up
+//    to 128 (or TOMA_FLASH=wmma), on tensor cores through WMMA (mma.sync on sm_80+), fp32 accumulation. WMMA leaves the
 //    register layout of its fragments unspecified, so every step that needs to know which row a
 //    value belongs to (softmax, the rescale of the output) goes through a per-warp shared-memory
 //    scratch whose layout we choose, and the output accumulator lives in registers in that layout.
@@ -21,6 +23,7 @@
 #include <cstdint>
 
 #include "cuda/common.cuh"
+#include "cuda/mma.cuh"
 
 namespace toma {
 namespace flash {
@@ -125,24 +128,24 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
-// Starts copying rows [row0, row0 + kBN) of a [rows, C] matrix (channels [0, D) from src) into
-// dst[kBN][D + 8]; rows past the end become zero. With vec the copy is asynchronous (cp.async,
+// Starts copying rows [row0, row0 + ROWS) of a [rows, C] matrix (channels [0, D) from src) into
+// dst[ROWS][D + 8]; rows past the end become zero. With vec the copy is asynchronous (cp.async,
 // waited for by the caller); otherwise, for bases not 16-byte aligned, plain 2-byte loads.
 // rows >= 1, so src (row 0) is always a readable address for the zero-fill copies.
-template <class T, int D>
+template <class T, int D, int ROWS = kBN>
 __device__ __forceinline__ void load_tile(T* dst, const T* src, int row0, int rows, int C, bool vec, int tid) {
   constexpr int kChunks = D / 8;  // 16-byte chunks per row
-  static_assert((kBN * kChunks) % kThreads == 0, "whole iterations");
+  static_assert((ROWS * kChunks) % kThreads == 0, "whole iterations");
   if (vec) {
 #pragma unroll
-    for (int it = 0; it < kBN * kChunks / kThreads; ++it) {
+    for (int it = 0; it < ROWS * kChunks / kThreads; ++it) {
       const int idx = tid + it * kThreads, r = idx / kChunks, c = idx % kChunks, j = row0 + r;
       const bool valid = j < rows;
       cp_async16(dst + r * (D + 8) + c * 8, src + (valid ? (size_t)j * C : 0) + c * 8, valid);
     }
   } else {
 #pragma unroll 1
-    for (int it = 0; it < kBN * kChunks / kThreads; ++it) {
+    for (int it = 0; it < ROWS * kChunks / kThreads; ++it) {
       const int idx = tid + it * kThreads, r = idx / kChunks, c = idx % kChunks, j = row0 + r;
       uint4 val = make_uint4(0, 0, 0, 0);
       if (j < rows) {
@@ -211,15 +214,15 @@ __device__ __forceinline__ void store8(void* p, int dt, size_t i, const float v[
 // same order, so the tile is bit for bit the merged q the unfused path would have loaded. Out of
 // line and with scalar arguments for the reason given at unmerge_tile. qb: q at row P, column
 // col0 of the block's batch element; Ab, mass: that element's weights and masses.
-template <class T, int D>
+template <class T, int D, int BM = kBM>
 __device__ __noinline__ void gather_merged_q(T* Qs, const int* row_reg, const T* qb, int C, bool vec,
                                              const int32_t* tokens, const int32_t* offsets, const int32_t* k_off,
                                              const int64_t* a_off, const float* Ab, const float* mass, int j0,
                                              int tid) {
   constexpr int kChunks = D / 8;
-  static_assert((kBM * kChunks) % kThreads == 0, "whole iterations");
+  static_assert((BM * kChunks) % kThreads == 0, "whole iterations");
 #pragma unroll 1
-  for (int idx = tid; idx < kBM * kChunks; idx += kThreads) {
+  for (int idx = tid; idx < BM * kChunks; idx += kThreads) {
     const int i = idx / kChunks, c = idx % kChunks, r = row_reg[i];
     float acc[8];
 #pragma unroll
@@ -228,8 +231,28 @@ __device__ __noinline__ void gather_merged_q(T* Qs, const int* row_reg, const T*
       const int off = offsets[r], n = offsets[r + 1] - off, j = j0 + i;
       const float* const w = Ab + a_off[r] + (size_t)(j - k_off[r]) * n;
       const float mj = mass[j];
+      // Four sources at a time, their loads issued before any is used: one dependent load per
+      // source left the prologue waiting out a memory latency per source. The sums keep the
+      // source order (and skip zero weights), so the tile is still merge_kernel's bit for bit.
+      int s = 0;
 #pragma unroll 1
-      for (int s = 0; s < n; ++s) {
+      for (; s + 4 <= n; s += 4) {
+        float wv[4], v[4][8];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) wv[u] = w[s + u];
+#pragma unroll
+        for (int u = 0; u < 4; ++u)
+          if (wv[u] != 0.f) load8<T>(qb + (size_t)tokens[off + s + u] * C + c * 8, vec, v[u]);
+#pragma unroll
+        for (int u = 0; u < 4; ++u)
+          if (wv[u] != 0.f) {
+            const float wm = wv[u] / mj;
+#pragma unroll
+            for (int e = 0; e < 8; ++e) acc[e] += wm * v[u][e];
+          }
+      }
+#pragma unroll 1
+      for (; s < n; ++s) {
         const float wv = w[s];
         if (wv == 0.f) continue;
         const float wm = wv / mj;
@@ -553,6 +576,299 @@ template <class T, int D>
 __global__ void __launch_bounds__(kThreads, tc_min_blocks<D>()) tc_mau_attention(const Args a, const MauArgs m) {
   tc_attention_body<T, D, true>(a, m);
 }
+
+// ---- mma kernel -------------------------------------------------------------------------------
+// FlashAttention-2's structure on mma.sync (mma.cuh), for fp16 / bf16 at head dims 64 and 128:
+// the scores, the probabilities and the output accumulator stay in registers in the layout the
+// instructions specify (the score accumulator of two adjacent 8-key tiles is exactly the A operand
+// of the P.V product), so nothing but the q / k / v tiles goes through shared memory. Warp w owns
+// query rows 16 MT w .. 16 MT (w + 1) - 1 of the block's 64 MT; each key tile of BN rows is read
+// by ldmatrix and used for all of them. K and V are double-buffered: the next tile is copied
+// (cp.async) during the whole of the current one. (The first version, with one buffer each,
+// waited on every copy: 180 TFLOP/s at its best on an H200.)
+
+template <int D, int BN, int MT>
+struct MmaLayout {
+  static constexpr int kBM = 16 * MT * kWarps;
+  static constexpr int kLd = D + 8;  // halves per row: ldmatrix's 8 rows fall in distinct banks
+  static constexpr size_t kTile = (size_t)BN * kLd * 2;
+  static constexpr size_t kQ = 0;
+  static constexpr size_t kK = (size_t)kBM * kLd * 2;  // K[2], then V[2]: two tiles in flight
+  static constexpr size_t kV = kK + 2 * kTile;
+  static constexpr size_t kTiles = kV + 2 * kTile;
+  // The fused epilogue stages the float32 output tile (unmerge_tile's [kBM][D + 8]) over Q / K / V.
+  static constexpr size_t kOut = (size_t)kBM * kLd * 4;
+  static constexpr size_t kBias = ((kTiles > kOut ? kTiles : kOut) + 255) / 256 * 256;  // [2][BN]
+  static constexpr size_t kMeta = kBias + ((size_t)2 * BN * 4 + 255) / 256 * 256;
+  static constexpr size_t kBytes = kMeta + (size_t)(2 * kBM + 4) * 4;  // the fused path's region tables
+  static_assert(D % 16 == 0 && BN % 16 == 0, "ldmatrix.x4 takes 16x16 blocks");
+};
+
+// Two adjacent output elements (index i even) in the output dtype; pair: the pointer allows
+// stores of both at once.
+__device__ __forceinline__ void store2(void* p, int dt, size_t i, float x, float y, bool pair) {
+  if (pair && dt == (int)DType::F32) {
+    *reinterpret_cast<float2*>(static_cast<float*>(p) + i) = make_float2(x, y);
+  } else if (pair && dt == (int)DType::F16) {
+    *reinterpret_cast<__half2*>(static_cast<__half*>(p) + i) = __floats2half2_rn(x, y);
+  } else if (pair) {
+    *reinterpret_cast<__nv_bfloat162*>(static_cast<__nv_bfloat16*>(p) + i) = __floats2bfloat162_rn(x, y);
+  } else {
+    store_any(p, dt, i, x);
+    store_any(p, dt, i + 1, y);
+  }
+}
+
+template <class T, int D, int BN, int MT, bool kFused>
+__device__ __forceinline__ void mma_attention_body(const Args& a, const MauArgs& m) {
+  using L = MmaLayout<D, BN, MT>;
+  constexpr int kRows = L::kBM, kLd = L::kLd;
+  constexpr int kNT = BN / 8;  // 8-key tiles of scores per row block
+  constexpr int kND = D / 8;   // 8-column tiles of the output
+  extern __shared__ __align__(256) unsigned char smem[];
+  T* const Qs = reinterpret_cast<T*>(smem + L::kQ);
+  T* const Ks = reinterpret_cast<T*>(smem + L::kK);  // tile t in Ks + (t & 1) * kTileElems
+  T* const Vs = reinterpret_cast<T*>(smem + L::kV);
+  float* const bias_s = reinterpret_cast<float*>(smem + L::kBias);  // tile t's at (t & 1) * BN
+  int* const meta = reinterpret_cast<int*>(smem + L::kMeta);
+  constexpr int kTileElems = BN * kLd;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, t4 = lane & 3, g = lane >> 2;
+  const int head = blockIdx.y, b = blockIdx.z;
+  const size_t col0 = (size_t)head * D;
+  const bool group = kFused && (int)blockIdx.x >= m.prefix_blocks;
+  const int q0 = blockIdx.x * kRows;
+  const int q_rows = kFused ? m.P : a.Tq, q_bstride = kFused ? m.T : a.Tq;
+  const T* const kg = static_cast<const T*>(a.k) + (size_t)b * a.Tk * a.C + col0;
+  const T* const vg = static_cast<const T*>(a.v) + (size_t)b * a.Tk * a.C + col0;
+
+  // The first key / value tile is on its way while the query tile is gathered or loaded.
+  load_tile<T, D, BN>(Ks, kg, 0, a.Tk, a.C, a.vec, tid);
+  load_tile<T, D, BN>(Vs, vg, 0, a.Tk, a.C, a.vec, tid);
+  if (tid < BN) bias_s[tid] = key_bias_l2(a, b, tid);
+  if (group) {
+    const int gi = blockIdx.x - m.prefix_blocks;
+    const int r0 = m.groups[gi], r1 = m.groups[gi + 1], j0 = m.k_off[r0];
+    int* const row_reg = meta;
+    for (int i = tid; i < kRows; i += kThreads) row_reg[i] = -1;
+    __syncthreads();
+    for (int rr = r0 + tid; rr < r1; rr += kThreads)
+      for (int j = m.k_off[rr]; j < m.k_off[rr + 1]; ++j) row_reg[j - j0] = rr;
+    __syncthreads();
+    gather_merged_q<T, D, kRows>(Qs, row_reg, static_cast<const T*>(a.q) + ((size_t)b * m.T + m.P) * a.C + col0,
+                                 a.C, a.vec, m.tokens, m.offsets, m.k_off, m.a_off, m.A + (size_t)b * m.a_total,
+                                 m.mass + (size_t)b * m.K, j0, tid);
+  } else {
+    const T* const qg = static_cast<const T*>(a.q) + (size_t)b * q_bstride * a.C + col0;
+    load_tile<T, D, kRows>(Qs, qg, q0, q_rows, a.C, a.vec, tid);
+  }
+  cp_async_commit();
+
+  float o[MT][kND][4];
+  float m_run[MT][2], l_run[MT][2];  // [.][h]: row g + 8h of the warp's row block; l per lane
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) m_run[mt][h] = neg_inf(), l_run[mt][h] = 0.f;
+#pragma unroll
+    for (int nd = 0; nd < kND; ++nd)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[mt][nd][e] = 0.f;
+  }
+  const T* const q_warp = Qs + (warp * 16 * MT + (lane & 15)) * kLd + (lane >> 4) * 8;
+  const T* const k_lane = Ks + ((lane & 7) + (lane >> 4) * 8) * kLd + ((lane >> 3) & 1) * 8;
+  const T* const v_lane = Vs + ((lane & 7) + ((lane >> 3) & 1) * 8) * kLd + (lane >> 4) * 8;
+  // With one row block per warp its query fragments stay in registers (16 or 32); with two they
+  // would take too many, and are read from shared memory at every key tile.
+  constexpr bool kQRegs = MT == 1;
+  unsigned qr[kQRegs ? D / 16 : 1][4];
+  if constexpr (kQRegs) {
+    cp_async_wait<0>();
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) ldmatrix_x4(qr[kk], q_warp + kk * 16);
+  }
+
+  // Two K / V buffers: tile t + 1 is copied while tile t is used, and a barrier at the end of each
+  // tile keeps the copy of t + 2 off buffer t & 1 until every warp is done with it.
+  const int tiles = (a.Tk + BN - 1) / BN;
+  for (int t = 0; t < tiles; ++t) {
+    const int cur = (t & 1) * kTileElems;
+    if (t + 1 < tiles) {
+      const int nxt = kTileElems - cur;
+      load_tile<T, D, BN>(Ks + nxt, kg, (t + 1) * BN, a.Tk, a.C, a.vec, tid);
+      load_tile<T, D, BN>(Vs + nxt, vg, (t + 1) * BN, a.Tk, a.C, a.vec, tid);
+      cp_async_commit();
+      if (tid < BN) bias_s[((t + 1) & 1) * BN + tid] = key_bias_l2(a, b, (t + 1) * BN + tid);
+      cp_async_wait<1>();  // tile t (and, first, the query tile) from this thread
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();  // ... and from everyone, with bias(t)
+
+    float s[MT][kNT][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[mt][nt][e] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      unsigned qa[MT][4];
+      if constexpr (kQRegs) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) qa[0][e] = qr[kk][e];
+      } else {
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) ldmatrix_x4(qa[mt], q_warp + mt * 16 * kLd + kk * 16);
+      }
+#pragma unroll
+      for (int np = 0; np < BN / 16; ++np) {
+        unsigned kb[4];  // b0, b1 of key tiles 2np and 2np + 1
+        ldmatrix_x4(kb, k_lane + cur + np * 16 * kLd + kk * 16);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          mma_16816<T>(s[mt][2 * np], qa[mt], kb[0], kb[1]);
+          mma_16816<T>(s[mt][2 * np + 1], qa[mt], kb[2], kb[3]);
+        }
+      }
+    }
+
+    // Online softmax, in log2 units. A row's 4 lanes (same g) share its max through two shuffles;
+    // its sum stays per lane until the end (the rescales are the same for the 4). P is rounded
+    // to T before it is summed, so l counts exactly the weights the P.V product uses.
+    const float* const bias_t = bias_s + (t & 1) * BN;
+    unsigned pa[MT][BN / 16][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float mx = neg_inf();
+#pragma unroll
+        for (int nt = 0; nt < kNT; ++nt) {
+          const float2 bb = *reinterpret_cast<const float2*>(bias_t + nt * 8 + 2 * t4);
+          s[mt][nt][2 * h] = fmaf(s[mt][nt][2 * h], a.sl2, bb.x);
+          s[mt][nt][2 * h + 1] = fmaf(s[mt][nt][2 * h + 1], a.sl2, bb.y);
+          mx = fmaxf(mx, fmaxf(s[mt][nt][2 * h], s[mt][nt][2 * h + 1]));
+        }
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(m_run[mt][h], mx);
+        // A row with every key so far at -inf (a -inf bias) keeps weights 0 instead of NaN.
+        const float m_use = m_new == neg_inf() ? 0.f : m_new;
+        const float alpha = exp2f(m_run[mt][h] - m_use);  // 0 on the first tile
+        m_run[mt][h] = m_new;
+        float sum = 0.f;
+#pragma unroll
+        for (int nt = 0; nt < kNT; ++nt) {
+          const T p0 = from_f<T>(exp2f(s[mt][nt][2 * h] - m_use));
+          const T p1 = from_f<T>(exp2f(s[mt][nt][2 * h + 1] - m_use));
+          sum += to_f(p0) + to_f(p1);
+          pa[mt][nt >> 1][(nt & 1) * 2 + h] = bits_of(p0) | (bits_of(p1) << 16);
+        }
+        l_run[mt][h] = l_run[mt][h] * alpha + sum;
+#pragma unroll
+        for (int nd = 0; nd < kND; ++nd) {
+          o[mt][nd][2 * h] *= alpha;
+          o[mt][nd][2 * h + 1] *= alpha;
+        }
+      }
+
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; ++kk)
+#pragma unroll
+      for (int np = 0; np < D / 16; ++np) {
+        unsigned vb[4];  // b0, b1 of output tiles 2np and 2np + 1
+        ldmatrix_x4_trans(vb, v_lane + cur + kk * 16 * kLd + np * 16);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          mma_16816<T>(o[mt][2 * np], pa[mt][kk], vb[0], vb[1]);
+          mma_16816<T>(o[mt][2 * np + 1], pa[mt][kk], vb[2], vb[3]);
+        }
+      }
+    __syncthreads();  // every warp is done with buffer t & 1 (refilled with tile t + 2 next)
+  }
+
+  float inv[MT][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float l = l_run[mt][h];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      inv[mt][h] = 1.f / l;
+    }
+
+  if constexpr (kFused) {
+    float* const Os = reinterpret_cast<float*>(smem);  // the loop's last barrier: Q, K, V are free
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float* const orow = Os + (warp * 16 * MT + mt * 16 + g + 8 * h) * kLd + 2 * t4;
+#pragma unroll
+        for (int nd = 0; nd < kND; ++nd)
+          *reinterpret_cast<float2*>(orow + nd * 8) =
+              make_float2(o[mt][nd][2 * h] * inv[mt][h], o[mt][nd][2 * h + 1] * inv[mt][h]);
+      }
+    int* const reg_src = meta;              // [nreg + 1]: offsets[r0 ..]
+    int* const reg_row = meta + kRows + 1;  // [nreg + 1]: k_off[r0 ..] - j0
+    const int gi = blockIdx.x - m.prefix_blocks;
+    const int r0 = group ? m.groups[gi] : 0, nreg = group ? m.groups[gi + 1] - r0 : 0;
+    if (group) {
+      const int j0 = m.k_off[r0];
+      for (int rr = tid; rr <= nreg; rr += kThreads) {
+        reg_src[rr] = m.offsets[r0 + rr];
+        reg_row[rr] = m.k_off[r0 + rr] - j0;
+      }
+    }
+    __syncthreads();
+    if (group)
+      unmerge_tile<D>(Os, reg_src, reg_row, nreg, a.out, a.odt, m.out_vec, ((size_t)b * m.T + m.P) * a.C + col0, a.C,
+                      m.tokens, m.A + (size_t)b * m.a_total, m.a_off + r0, tid);
+    else
+      store_tile<D>(Os, m.P - q0 < kRows ? m.P - q0 : kRows, a.out, a.odt, m.out_vec,
+                    ((size_t)b * m.T + q0) * a.C + col0, a.C, tid);
+    return;
+  }
+
+  // C and the head offsets are even, so a pair store needs only an aligned base.
+  const bool pair = ((uintptr_t)a.out & (a.odt == (int)DType::F32 ? 7u : 3u)) == 0;
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int row = q0 + warp * 16 * MT + mt * 16 + g + 8 * h;
+      if (row >= a.Tq) continue;
+      const size_t base = ((size_t)b * a.Tq + row) * a.C + col0 + 2 * t4;
+#pragma unroll
+      for (int nd = 0; nd < kND; ++nd)
+        store2(a.out, a.odt, base + nd * 8, o[mt][nd][2 * h] * inv[mt][h], o[mt][nd][2 * h + 1] * inv[mt][h], pair);
+    }
+}
+
+// Two blocks per SM at most 255 registers each: the accumulators of MT = 2 at D = 128 need them.
+template <class T, int D, int BN, int MT>
+__global__ void __launch_bounds__(kThreads, 2) mma_attention(const Args a) {
+  mma_attention_body<T, D, BN, MT, false>(a, MauArgs{});
+}
+
+// tc_mau_attention's contract (above) on the mma kernel, with query groups of up to 64 MT rows.
+template <class T, int D, int BN, int MT>
+__global__ void __launch_bounds__(kThreads, 2) mma_mau_attention(const Args a, const MauArgs m) {
+  mma_attention_body<T, D, BN, MT, true>(a, m);
+}
+
+// Which mma kernel serves a head dim: {0, 0} for none (the WMMA kernel then), else {MT, BN}.
+// TOMA_FLASH=wmma in the environment forces the WMMA kernel and TOMA_FLASH_CFG=MT,BN picks a
+// compiled variant: 1,64 (the default) or, at D = 128, 2,32 (both read once per process; for
+// benchmarks on a card). 2,64 was measured and dropped: no faster, and it spills at D = 128.
+struct MmaChoice {
+  int mt = 0, bn = 0;
+  int rows() const { return 16 * mt * kWarps; }
+};
+MmaChoice mma_choice(int D);
 
 // ---- float32 CUDA-core kernel -----------------------------------------------------------------
 

@@ -1,9 +1,10 @@
 // unmerge(attention(merge(q), merge(k), merge(v))) on the device. Merged k and v are written once
 // per call by the merge kernel (every query tile reads all of them). The queries take one of two
 // paths:
-//  - fused (fp16 / bf16 on the tensor-core kernel, every region at most 64 destinations): the
-//    regions are cut on the host into query groups of whole regions with at most 64 merged tokens
-//    together, and one block per (group, head, batch) of tc_mau_attention (flash.cuh) merges its
+//  - fused (fp16 / bf16 on the tensor-core kernels, every region at most one query tile of
+//    destinations: 128 rows on the mma kernel, 64 on WMMA): the regions are cut on the host into
+//    query groups of whole regions filling at most one query tile, and one block per (group, head,
+//    batch) of mma_mau_attention / tc_mau_attention (flash.cuh) merges its
 //    queries in the prologue and unmerges its output in the epilogue, so merged q and the merged
 //    output never reach global memory. The prefix rows are plain query tiles of the same launch.
 //  - unfused (everything else, or TOMA_MAU_FUSED=0 in the environment, read once, to compare the
@@ -55,11 +56,11 @@ bool fused_enabled() {
   return on;
 }
 
-// Consecutive regions into groups of at most kBM destinations (and kBM regions: the epilogue's
-// region tables hold kBM + 1 entries). groups[g] .. groups[g + 1] - 1 are group g's regions.
+// Consecutive regions into groups of at most kBM destinations (the query tile's rows) and kBM
+// regions (the epilogue's region tables hold kBM + 1 entries). groups[g] .. groups[g + 1] - 1 are
+// group g's regions.
 // False when some region has more destinations than a query tile holds.
-bool query_groups(const std::vector<int32_t>& k_off, int R, std::vector<int32_t>& groups) {
-  using flash::kBM;
+bool query_groups(const std::vector<int32_t>& k_off, int R, int kBM, std::vector<int32_t>& groups) {
   groups.assign(1, 0);
   int rows = 0, regions = 0;
   for (int r = 0; r < R; ++r) {
@@ -76,6 +77,24 @@ bool query_groups(const std::vector<int32_t>& k_off, int R, std::vector<int32_t>
 }
 
 bool aligned16(const void* p) { return ((uintptr_t)p & 15u) == 0; }
+
+// The plan's query groups for tiles of `rows`, grouped and uploaded on first use.
+const DevicePlan::MauGroups& plan_groups(const DevicePlan& plan, int rows) {
+  std::lock_guard<std::mutex> lock(plan.mau_mu);
+  for (const auto& g : plan.mau_groups)
+    if (g->rows == rows) return *g;
+  auto g = std::make_unique<DevicePlan::MauGroups>();
+  g->rows = rows;
+  std::vector<int32_t> groups;
+  g->ok = (int)plan.k_offsets.size() == plan.R + 1 && query_groups(plan.k_offsets, plan.R, rows, groups);
+  if (g->ok) {
+    g->count = (int)groups.size() - 1;
+    g->groups = cuda::DeviceBuffer(groups.size() * sizeof(int32_t), "mergeAttentionUnmerge query groups");
+    cuda::copy_to_device(g->groups.data(), groups.data(), groups.size() * sizeof(int32_t), kOp);
+  }
+  plan.mau_groups.push_back(std::move(g));
+  return *plan.mau_groups.back();
+}
 
 template <class T, int D>
 void launch_fused_d(dim3 grid, const flash::Args& a, const flash::MauArgs& m) {
@@ -114,6 +133,39 @@ void launch_fused(int D, dim3 grid, const flash::Args& a, const flash::MauArgs& 
   }
 }
 
+template <class T, int D, int BN, int MT>
+void launch_mma_d(dim3 grid, const flash::Args& a, const flash::MauArgs& m) {
+  constexpr size_t smem = flash::MmaLayout<D, BN, MT>::kBytes;
+  const size_t limit = cuda_device_info().smem_optin;
+  if (smem > limit)
+    throw DeviceError(std::string(kOp) + ": head dim " + std::to_string(D) + " needs " + std::to_string(smem) +
+                      " bytes of shared memory per block; this device allows " + std::to_string(limit));
+  if (smem > 48 * 1024) {
+    static std::once_flag once;
+    std::call_once(once, [] {
+      TOMA_CUDA_CHECK(kOp, cudaFuncSetAttribute(flash::mma_mau_attention<T, D, BN, MT>,
+                                                cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    });
+  }
+  flash::mma_mau_attention<T, D, BN, MT><<<grid, flash::kThreads, smem, cuda::kStream>>>(a, m);
+  TOMA_CUDA_LAUNCHED(kOp);
+}
+
+template <class T, int D>
+void launch_mma(const flash::MmaChoice& c, dim3 grid, const flash::Args& a, const flash::MauArgs& m) {
+  if (c.mt == 1 && c.bn == 64) return launch_mma_d<T, D, 64, 1>(grid, a, m);
+  if constexpr (D == 128)
+    if (c.mt == 2 && c.bn == 32) return launch_mma_d<T, D, 32, 2>(grid, a, m);
+  throw DeviceError(std::string(kOp) + ": internal: no mma kernel for head dim " + std::to_string(D));
+}
+
+template <class T>
+void launch_fused_any(int D, const flash::MmaChoice& c, dim3 grid, const flash::Args& a, const flash::MauArgs& m) {
+  if (c.mt == 0) return launch_fused<T>(D, grid, a, m);
+  if (D == 64) return launch_mma<T, 64>(c, grid, a, m);
+  return launch_mma<T, 128>(c, grid, a, m);
+}
+
 std::string shape(const ConstTokens& t) {
   return "[" + std::to_string(t.B) + ", " + std::to_string(t.T) + ", " + std::to_string(t.C) + "]";
 }
@@ -149,24 +201,27 @@ void merge_attention_unmerge_cuda(const DevicePlan& plan, const MergeAttentionPa
     return at;
   };
   const int D = C / p.heads;
-  std::vector<int32_t> groups;
+  // The mma kernel (head dims 64 and 128) takes query tiles of mc.rows(); the WMMA one 64.
+  const flash::MmaChoice mc = ct != DType::F32 ? flash::mma_choice(D) : flash::MmaChoice{};
+  const int tile_rows = mc.mt > 0 ? mc.rows() : flash::kBM;
   // Otherwise unfused: other dtypes and head dims, batches past one grid (attention_cuda slices
   // them), no keys at all (attention_cuda reports it).
-  const bool fused = p.merge_queries && ct != DType::F32 && D % 16 == 0 && D <= 128 && p.heads <= 65535 &&
-                     B <= cuda::kMaxGridYZ && Tm > 0 && (int)plan.k_offsets.size() == plan.R + 1 &&
-                     (plan.N == 0 || plan.R > 0) && fused_enabled() && query_groups(plan.k_offsets, plan.R, groups);
+  const bool fusable = p.merge_queries && ct != DType::F32 && D % 16 == 0 && D <= 128 && p.heads <= 65535 &&
+                       B <= cuda::kMaxGridYZ && Tm > 0 && (plan.N == 0 || plan.R > 0) && fused_enabled();
+  const DevicePlan::MauGroups* groups = fusable ? &plan_groups(plan, tile_rows) : nullptr;
+  const bool fused = groups && groups->ok;
   const size_t at_k = carve(merged * dtype_size(ct)), at_v = carve(merged * dtype_size(ct));
   const bool unfused_q = p.merge_queries && !fused;
   const size_t at_q = unfused_q ? carve(merged * dtype_size(ct)) : 0;
   const size_t at_o = unfused_q ? carve(merged * sizeof(float)) : 0;
   const size_t at_bias = p.proportional ? carve((size_t)B * Tm * sizeof(float)) : 0;
-  const size_t at_groups = fused ? carve(groups.size() * sizeof(int32_t)) : 0;
   cuda::DeviceBuffer tmp(bytes, "mergeAttentionUnmerge temporaries");
   char* const base = tmp.as<char>();
 
   const Tokens mk{base + at_k, ct, B, Tm, C}, mv{base + at_v, ct, B, Tm, C};
-  merge_cuda(plan, p.k, mk);
-  merge_cuda(plan, p.v, mv);
+  // Enqueued without waiting: the attention launch on the same stream orders after them.
+  cuda::enqueue_merge(plan, p.k, mk);
+  cuda::enqueue_merge(plan, p.v, mv);
 
   AttentionParams a;
   a.k = mk;
@@ -189,8 +244,6 @@ void merge_attention_unmerge_cuda(const DevicePlan& plan, const MergeAttentionPa
     return;
   }
   if (fused) {
-    int32_t* const dgroups = reinterpret_cast<int32_t*>(base + at_groups);
-    cuda::copy_to_device(dgroups, groups.data(), groups.size() * sizeof(int32_t), kOp);
     flash::Args fa;
     fa.q = p.q.data;
     fa.k = mk.data;
@@ -207,7 +260,7 @@ void merge_attention_unmerge_cuda(const DevicePlan& plan, const MergeAttentionPa
     // merged k / v sit at 256-byte boundaries of the temporary; q is the caller's.
     fa.vec = aligned16(p.q.data);
     flash::MauArgs m;
-    m.groups = dgroups;
+    m.groups = groups->groups.as<int32_t>();
     m.tokens = plan.tokens.as<int32_t>();
     m.offsets = plan.offsets.as<int32_t>();
     m.k_off = plan.k_off.as<int32_t>();
@@ -218,21 +271,21 @@ void merge_attention_unmerge_cuda(const DevicePlan& plan, const MergeAttentionPa
     m.P = P;
     m.K = plan.K;
     m.T = T;
-    m.prefix_blocks = (P + flash::kBM - 1) / flash::kBM;
+    m.prefix_blocks = (P + tile_rows - 1) / tile_rows;
     m.out_vec = aligned16(p.out.data);
-    const int G = (int)groups.size() - 1;
+    const int G = groups->count;
     const dim3 grid((unsigned)(m.prefix_blocks + G), (unsigned)p.heads, (unsigned)B);
     if (grid.x > 0) {
       if (ct == DType::F16)
-        launch_fused<__half>(D, grid, fa, m);
+        launch_fused_any<__half>(D, mc, grid, fa, m);
       else
-        launch_fused<__nv_bfloat16>(D, grid, fa, m);
+        launch_fused_any<__nv_bfloat16>(D, mc, grid, fa, m);
     }
     cuda::synchronize(kOp);
     return;
   }
   const Tokens mq{base + at_q, ct, B, Tm, C}, mo{base + at_o, DType::F32, B, Tm, C};
-  merge_cuda(plan, p.q, mq);
+  cuda::enqueue_merge(plan, p.q, mq);
   a.q = mq;
   a.out = mo;
   attention_cuda(a);

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "core/error.h"
@@ -99,6 +100,18 @@ struct DevicePlan {
   cuda::DeviceBuffer dest;         // int32 [B, K]: image-token index of merged token j
   cuda::DeviceBuffer A;            // float [B, a_total]
   cuda::DeviceBuffer mass;         // float [B, K]
+  // merge_attention_unmerge_cuda's query groups (whole regions filling at most `rows` merged
+  // tokens) per query-tile height, made on first use: a plan serves every block of a denoising
+  // step, so the host grouping and its upload happen once, not per call. Under mau_mu (plans
+  // are shared by concurrent calls).
+  struct MauGroups {
+    int rows = 0;
+    bool ok = false;  // every region fits one tile
+    int count = 0;    // groups
+    cuda::DeviceBuffer groups;  // int32 [count + 1]
+  };
+  mutable std::mutex mau_mu;
+  mutable std::vector<std::unique_ptr<const MauGroups>> mau_groups;
   // Device bytes this plan owns (what the binding reports to V8 as external memory). The layout
   // buffers (tokens .. token_region) are views shared by every plan of the same grid, regions and
   // counts, held by a cache: not counted.

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Makes flash_emu.h, the CPU-emulation copy of csrc/cuda/flash.cuh.
 
-Three things change, nothing else: <mma.h> goes (wmma_emu.h, included first, has the WMMA
-stand-in), the cp.async helpers (inline PTX) become the emulator's, and the dynamic shared-memory
+Three things change, nothing else: <mma.h> and "cuda/mma.cuh" go (wmma_emu.h, included first,
+has the WMMA stand-in and the ldmatrix / mma.sync emulation), the cp.async helpers (inline PTX) become the emulator's, and the dynamic shared-memory
 array becomes the emulator's per-block buffer. If any of them is not found exactly as expected,
 or inline asm remains, this fails: flash.cuh changed shape and this script must follow it.
 
@@ -25,6 +25,9 @@ def main(src, out):
     if text.count('#include <mma.h>\n') != 1:
         fail(src, 'expected one `#include <mma.h>`')
     text = text.replace('#include <mma.h>\n', '\n')  # keeps the line numbers
+    if text.count('#include "cuda/mma.cuh"\n') != 1:
+        fail(src, 'expected one `#include "cuda/mma.cuh"`')
+    text = text.replace('#include "cuda/mma.cuh"\n', '\n')  # wmma_emu.h emulates ldmatrix / mma.sync
     uses = 'using ::emu::cp_async16;\nusing ::emu::cp_async_commit;\nusing ::emu::cp_async_wait;\n'
     text, n = CP_ASYNC.subn(lambda m: uses + '\n' * (m.group(0).count('\n') - 3), text)  # same line numbers
     if n != 1:

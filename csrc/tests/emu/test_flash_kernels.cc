@@ -45,7 +45,53 @@ double getv(const Buf& b, size_t i) {
   __nv_bfloat16 h; std::memcpy(&h, p, 2); return __bfloat162float(h);
 }
 
+// Which tensor-core kernel serves head dims 64 and 128: 0 = WMMA (tc_attention), else an mma
+// variant {MT, BN} (mma_attention), as attention.cu's mma_choice would pick it.
+struct Variant { int mt, bn; const char* name; };
+const Variant kVariants[] = {{0, 0, "wmma"}, {1, 64, "mma1x64"}, {2, 32, "mma2x32"}};
+constexpr int kNumVariants = 3;
+int g_variant = 0;
+bool has_variant(int D, int v) { return v == 0 || D == 128 || (D == 64 && v == 1); }
+int tile_rows(int D) { return g_variant && has_variant(D, g_variant) ? 16 * kVariants[g_variant].mt * kWarps : kBM; }
+
+template <class E, int D>
+void launch_dense(const Args& a, int Tq, int H, int B) {
+  const int rows = tile_rows(D);
+  const dim3 grid((Tq + rows - 1) / rows, H, B);
+  if constexpr (D == 64 || D == 128) {
+    if (g_variant == 1) return emu::launch([&] { mma_attention<E, D, 64, 1>(a); }, grid, MmaLayout<D, 64, 1>::kBytes);
+    if constexpr (D == 128)
+      if (g_variant == 2) return emu::launch([&] { mma_attention<E, D, 32, 2>(a); }, grid, MmaLayout<D, 32, 2>::kBytes);
+  }
+  emu::launch([&] { tc_attention<E, D>(a); }, grid, TcLayout<D>::kBytes);
+}
+
+template <class E, int D>
+void launch_fused(const Args& a, const MauArgs& m, int G, int H, int B) {
+  const dim3 grid(m.prefix_blocks + G, H, B);
+  if constexpr (D == 64 || D == 128) {
+    if (g_variant == 1) return emu::launch([&] { mma_mau_attention<E, D, 64, 1>(a, m); }, grid, MmaLayout<D, 64, 1>::kBytes);
+    if constexpr (D == 128)
+      if (g_variant == 2)
+        return emu::launch([&] { mma_mau_attention<E, D, 32, 2>(a, m); }, grid, MmaLayout<D, 32, 2>::kBytes);
+  }
+  emu::launch([&] { tc_mau_attention<E, D>(a, m); }, grid, TcLayout<D>::kBytes);
+}
+
+void run_attention_once(int B, int Tq, int Tk, int H, int D, DType qd, DType kd, DType vd, DType od, bool bias, double scale, size_t off, double mag, uint32_t seed);
+
+// Tensor-core cases at head dims 64 and 128 run on every kernel variant.
 void run_attention(int B, int Tq, int Tk, int H, int D, DType qd, DType kd, DType vd, DType od, bool bias, double scale, size_t off, double mag, uint32_t seed) {
+  const bool tc = qd != DType::F32 && kd == qd && vd == qd && D % 16 == 0 && D <= 128;
+  for (int v = 0; v < kNumVariants; ++v) {
+    if (!has_variant(D, v) || (v && !tc)) continue;
+    g_variant = v;
+    run_attention_once(B, Tq, Tk, H, D, qd, kd, vd, od, bias, scale, off, mag, seed);
+  }
+  g_variant = 0;
+}
+
+void run_attention_once(int B, int Tq, int Tk, int H, int D, DType qd, DType kd, DType vd, DType od, bool bias, double scale, size_t off, double mag, uint32_t seed) {
   std::mt19937 g(seed);
   const int C = H * D;
   Buf q = make(g, qd, (size_t)B * Tq * C, mag, off), k = make(g, kd, (size_t)B * Tk * C, mag, off), v = make(g, vd, (size_t)B * Tk * C, 1, off);
@@ -64,11 +110,10 @@ void run_attention(int B, int Tq, int Tk, int H, int D, DType qd, DType kd, DTyp
   a.vec = al(a.q) && al(a.k) && al(a.v);
   const bool tc = qd != DType::F32 && kd == qd && vd == qd && D % 16 == 0 && D <= 128;
   if (tc) {
-    dim3 grid((Tq + kBM - 1) / kBM, H, B);
 #define CASE(d)                                                                              \
   case d:                                                                                      \
-    if (qd == DType::F16) emu::launch([&] { tc_attention<__half, d>(a); }, grid, TcLayout<d>::kBytes); \
-    else emu::launch([&] { tc_attention<__nv_bfloat16, d>(a); }, grid, TcLayout<d>::kBytes);  \
+    if (qd == DType::F16) launch_dense<__half, d>(a, Tq, H, B);                                \
+    else launch_dense<__nv_bfloat16, d>(a, Tq, H, B);                                          \
     break;
     switch (D) { CASE(16) CASE(32) CASE(48) CASE(64) CASE(80) CASE(96) CASE(112) CASE(128) default: std::abort(); }
   } else {
@@ -104,7 +149,7 @@ void run_attention(int B, int Tq, int Tk, int H, int D, DType qd, DType kd, DTyp
   const double tol = std::max({tolof(qd), tolof(kd), tolof(vd), tolof(od)});
   const bool ok = err <= tol;
   if (!ok) ++fails;
-  std::printf("%s %s B=%d Tq=%d Tk=%d H=%d D=%d %s/%s/%s->%s bias=%d off=%zu mag=%g err=%.3g tol=%.g\n", ok ? "ok  " : "FAIL", tc ? "tc " : "f32", B, Tq, Tk, H, D,
+  std::printf("%s %s B=%d Tq=%d Tk=%d H=%d D=%d %s/%s/%s->%s bias=%d off=%zu mag=%g err=%.3g tol=%.g\n", ok ? "ok  " : "FAIL", tc ? kVariants[g_variant].name : "f32", B, Tq, Tk, H, D,
               dtype_name(qd), dtype_name(kd), dtype_name(vd), dtype_name(od), bias, off, mag, err, tol);
 }
 
@@ -183,7 +228,7 @@ HostPlan random_plan(std::mt19937& g, int B, int P, int N, int maxn, int maxk, b
 // The query grouping of merge_attention_unmerge.cu (host code, not in a header): any grouping
 // within the kernel's limits is a valid input, so a copy that drifts from it still tests the
 // kernel; the grid it gives is the one the op launches today.
-bool query_groups(const std::vector<int32_t>& k_off, int R, std::vector<int32_t>& groups) {
+bool query_groups(const std::vector<int32_t>& k_off, int R, int kBM, std::vector<int32_t>& groups) {
   groups.assign(1, 0);
   int rows = 0, regions = 0;
   for (int r = 0; r < R; ++r) {
@@ -200,8 +245,24 @@ bool query_groups(const std::vector<int32_t>& k_off, int R, std::vector<int32_t>
 }
 
 template <class E, int D>
+void run_fused_once(int B, int P, int N, int H, int maxn, int maxk, bool hard, bool prop, bool allow_zero, DType od,
+                    size_t qoff, size_t ooff, uint32_t seed);
+
+// Fused cases at head dims 64 and 128 run on every kernel variant (fused and unfused alike).
+template <class E, int D>
 void run_fused(int B, int P, int N, int H, int maxn, int maxk, bool hard, bool prop, bool allow_zero, DType od, size_t qoff,
          size_t ooff, uint32_t seed) {
+  for (int v = 0; v < kNumVariants; ++v) {
+    if (!has_variant(D, v)) continue;
+    g_variant = v;
+    run_fused_once<E, D>(B, P, N, H, maxn, maxk, hard, prop, allow_zero, od, qoff, ooff, seed);
+  }
+  g_variant = 0;
+}
+
+template <class E, int D>
+void run_fused_once(int B, int P, int N, int H, int maxn, int maxk, bool hard, bool prop, bool allow_zero, DType od,
+                    size_t qoff, size_t ooff, uint32_t seed) {
   std::mt19937 g(seed);
   const HostPlan pl = random_plan(g, B, P, N, maxn, maxk, hard, allow_zero);
   const int C = H * D, T = P + N, Tm = P + pl.K;
@@ -250,7 +311,8 @@ void run_fused(int B, int P, int N, int H, int maxn, int maxk, bool hard, bool p
 
   // ---- fused
   std::vector<int32_t> groups;
-  if (!query_groups(pl.k_off, pl.R, groups)) { std::printf("no fusion for this plan?\n"); std::abort(); }
+  const int rows = tile_rows(D);
+  if (!query_groups(pl.k_off, pl.R, rows, groups)) { std::printf("no fusion for this plan?\n"); std::abort(); }
   const int G = (int)groups.size() - 1;
   std::vector<unsigned char> out_f(((size_t)B * T * C + ooff) * osz, 0xff);
   Args a{};
@@ -263,16 +325,16 @@ void run_fused(int B, int P, int N, int H, int maxn, int maxk, bool hard, bool p
   MauArgs m{};
   m.groups = groups.data(); m.tokens = pl.tokens.data(); m.offsets = pl.offsets.data(); m.k_off = pl.k_off.data();
   m.a_off = pl.a_off.data(); m.A = pl.A.data(); m.mass = pl.mass.data(); m.a_total = pl.a_total;
-  m.P = P; m.K = pl.K; m.T = T; m.prefix_blocks = (P + kBM - 1) / kBM;
+  m.P = P; m.K = pl.K; m.T = T; m.prefix_blocks = (P + rows - 1) / rows;
   m.out_vec = ((uintptr_t)a.out & 15) == 0;
-  emu::launch([&] { tc_mau_attention<E, D>(a, m); }, dim3(m.prefix_blocks + G, H, B), TcLayout<D>::kBytes);
+  launch_fused<E, D>(a, m, G, H, B);
 
-  // ---- unfused: merged q, tc_attention into float32, host unmerge (unmerge_kernel's arithmetic)
+  // ---- unfused: merged q, the same variant's dense kernel into float32, host unmerge (unmerge_kernel's arithmetic)
   std::vector<E> mq = merge_t(qp);
   std::vector<float> mo((size_t)B * Tm * C, NAN);
   Args u = a;
   u.q = mq.data(); u.out = mo.data(); u.odt = (int)DType::F32; u.Tq = Tm; u.vec = true;
-  emu::launch([&] { tc_attention<E, D>(u); }, dim3((Tm + kBM - 1) / kBM, H, B), TcLayout<D>::kBytes);
+  launch_dense<E, D>(u, Tm, H, B);
   std::vector<float> out_u((size_t)B * T * C);
   for (int b = 0; b < B; ++b) {
     for (int t = 0; t < P; ++t)
@@ -373,8 +435,8 @@ void run_fused(int B, int P, int N, int H, int maxn, int maxk, bool hard, bool p
   if (!ok) ++fails;
   int maxk_seen = 0;
   for (int r = 0; r < pl.R; ++r) maxk_seen = std::max(maxk_seen, pl.k_off[r + 1] - pl.k_off[r]);
-  std::printf("%s %s D=%d B=%d P=%d N=%d H=%d R=%d K=%d maxk=%d G=%d %s%s%s->%s qoff=%zu ooff=%zu | fused err %.3g (unfused %.3g, tol %.g) fused!=unfused: %zu (max %.3g)\n",
-              ok ? "ok  " : "FAIL", std::is_same<E, __half>::value ? "f16 " : "bf16", D, B, P, N, H, pl.R, pl.K, maxk_seen, G,
+  std::printf("%s %s %s D=%d B=%d P=%d N=%d H=%d R=%d K=%d maxk=%d G=%d %s%s%s->%s qoff=%zu ooff=%zu | fused err %.3g (unfused %.3g, tol %.g) fused!=unfused: %zu (max %.3g)\n",
+              ok ? "ok  " : "FAIL", kVariants[g_variant].name, std::is_same<E, __half>::value ? "f16 " : "bf16", D, B, P, N, H, pl.R, pl.K, maxk_seen, G,
               hard ? "hard " : "soft ", prop ? "prop " : "", allow_zero ? "k0 " : "", dtype_name(od), qoff, ooff, err, err_u, tol,
               mismatched, maxdiff_u);
 }

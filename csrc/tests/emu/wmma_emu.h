@@ -21,6 +21,7 @@
 #include <functional>
 #include <new>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #undef __global__
@@ -211,3 +212,86 @@ inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, 
 
 }  // namespace wmma
 }  // namespace nvcuda
+
+// ldmatrix and mma.sync.m16n8k16 (csrc/cuda/mma.cuh) with the register layouts the PTX ISA
+// specifies: each lane posts its operand (an address, or its fragment registers) to the warp's
+// slots, and after a warp barrier builds its own result from all 32 lanes' posts, so a kernel that
+// assumes a wrong layout computes wrong numbers here as it would on a card.
+namespace emu {
+
+inline const unsigned char* addr_slot[kWarps][32];
+inline unsigned frag_slot[kWarps][32][6];
+
+inline void ldmatrix_x4(unsigned (&r)[4], const void* p, bool trans) {
+  const int w = threadIdx.x >> 5, l = threadIdx.x & 31;
+  if (reinterpret_cast<uintptr_t>(p) & 15) fail("ldmatrix row address not 16-byte aligned");
+  check_smem(p, 16);
+  addr_slot[w][l] = static_cast<const unsigned char*>(p);
+  __syncwarp();
+  for (int i = 0; i < 4; ++i) {
+    uint16_t lo, hi;
+    if (!trans) {  // row l / 4 of matrix i, elements 2(l % 4) and 2(l % 4) + 1
+      std::memcpy(&lo, addr_slot[w][8 * i + l / 4] + 4 * (l % 4), 2);
+      std::memcpy(&hi, addr_slot[w][8 * i + l / 4] + 4 * (l % 4) + 2, 2);
+    } else {  // column l / 4 of matrix i, rows 2(l % 4) and 2(l % 4) + 1
+      std::memcpy(&lo, addr_slot[w][8 * i + 2 * (l % 4)] + 2 * (l / 4), 2);
+      std::memcpy(&hi, addr_slot[w][8 * i + 2 * (l % 4) + 1] + 2 * (l / 4), 2);
+    }
+    r[i] = (unsigned)lo | ((unsigned)hi << 16);
+  }
+  __syncwarp();
+}
+
+template <class T>
+inline float half_bits(unsigned bits) {
+  __half_raw r;
+  r.x = (unsigned short)bits;
+  if constexpr (std::is_same_v<T, __half>) return __half2float(__half(r));
+  __nv_bfloat16_raw br;
+  br.x = r.x;
+  return __bfloat162float(__nv_bfloat16(br));
+}
+
+template <class T>
+inline void mma_16816(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+  const int w = threadIdx.x >> 5, l = threadIdx.x & 31;
+  for (int i = 0; i < 4; ++i) frag_slot[w][l][i] = a[i];
+  frag_slot[w][l][4] = b0;
+  frag_slot[w][l][5] = b1;
+  __syncwarp();
+  float A[16][16], B[16][8];
+  for (int x = 0; x < 32; ++x) {
+    const int g = x / 4, t = x % 4;
+    const unsigned* f = frag_slot[w][x];
+    for (int e = 0; e < 2; ++e) {
+      const int sh = 16 * e;
+      A[g][2 * t + e] = half_bits<T>(f[0] >> sh);
+      A[g + 8][2 * t + e] = half_bits<T>(f[1] >> sh);
+      A[g][2 * t + 8 + e] = half_bits<T>(f[2] >> sh);
+      A[g + 8][2 * t + 8 + e] = half_bits<T>(f[3] >> sh);
+      B[2 * t + e][g] = half_bits<T>(f[4] >> sh);
+      B[2 * t + 8 + e][g] = half_bits<T>(f[5] >> sh);
+    }
+  }
+  __syncwarp();
+  const int g = l / 4, t = l % 4;
+  for (int i = 0; i < 4; ++i) {
+    const int row = g + 8 * (i / 2), col = 2 * t + (i % 2);
+    float s = c[i];
+    for (int k = 0; k < 16; ++k) s += A[row][k] * B[k][col];
+    c[i] = s;
+  }
+}
+
+}  // namespace emu
+
+namespace toma {
+namespace flash {
+inline void ldmatrix_x4(unsigned (&r)[4], const void* p) { emu::ldmatrix_x4(r, p, false); }
+inline void ldmatrix_x4_trans(unsigned (&r)[4], const void* p) { emu::ldmatrix_x4(r, p, true); }
+template <class T>
+inline void mma_16816(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+  emu::mma_16816<T>(c, a, b0, b1);
+}
+}  // namespace flash
+}  // namespace toma
