@@ -52,7 +52,12 @@ def main() -> int:
     for op in ("merge", "unmerge"):
         r = by_name.get(f"{op} SDXL 64x64 B=2 C=640 float16 ratio 0.5")
         if r and "of_copy" in r:
-            checks.append((f"{op} SDXL 64x64 >= 70% of copy bandwidth", f"{100 * r['of_copy']:.0f}%", r["of_copy"] >= 0.7))
+            # of_same_copy (when measured): against a device copy of the same bytes, a fair peer
+            # for a 5 MB op where launch and tail latency weigh as much as bandwidth.
+            value = f"{100 * r['of_copy']:.0f}%"
+            if "of_same_copy" in r:
+                value += f" (same-size copy {100 * r['of_same_copy']:.0f}%)"
+            checks.append((f"{op} SDXL 64x64 >= 70% of copy bandwidth", value, r["of_copy"] >= 0.7))
     # Attention rows (bench_cuda_attention.cc) against SDPA at the same shape and dtype.
     shapes = {"SDXL 64x64": "sdxl64", "SDXL 32x32": "sdxl32", "Flux": "flux"}
     dtypes = {"f16": "float16", "bf16": "bfloat16"}

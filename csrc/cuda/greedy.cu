@@ -4,7 +4,9 @@
 // candidate gains and a block argmax. Larger regions (stripes, global): a tiled similarity kernel
 // writes each region's float cosine matrix to device memory, then one block per region runs the
 // lazy greedy (stale gains are upper bounds because gains only shrink as coverage grows: the best
-// bound, once re-evaluated and still best, is the exact argmax).
+// bound, once re-evaluated and still best, is the exact argmax), each warp re-evaluating the best
+// stale bound of its share of the candidates in every round. The small-region kernel can also
+// compute the plan's weights and masses (plan_small_on_device): the tiles' computePlan is one launch.
 #include <cub/block/block_scan.cuh>
 
 #include <algorithm>
@@ -22,34 +24,75 @@ namespace {
 
 constexpr int kSmallThreads = 256;
 constexpr int kPairsPerThread = kSmallRegion * kSmallRegion / kSmallThreads;
-constexpr int kSlice = 32;  // channels staged in shared memory at a time
+constexpr int kSlice = 32;  // channels staged in shared memory at a time (one per lane)
+constexpr int kSliceRows = kSmallThreads / kSlice;           // rows one pass of the block stages
+constexpr int kLoadsPerThread = kSmallRegion / kSliceRows;   // staged elements per thread per slice
+static_assert(kSlice == 32 && kSmallRegion % kSliceRows == 0, "one channel per lane, whole passes");
 
-template <class T>
+// The weights phase of select_small (Weigh = true): as weights_kernel and mass_kernel in plan.cu,
+// from the float64 cosines the selection already holds.
+struct SmallWeights {
+  double tau = 0;
+  bool hard = false;
+  const int64_t* a_off = nullptr;
+  int64_t a_total = 0;
+  float* A = nullptr;
+  float* mass = nullptr;
+};
+
+// One block per (region, batch element b0 + blockIdx.y).
+// Selection: the float64 Gram matrix in registers from shared-memory slices of x (the next slice
+// is loaded into registers while this one is multiplied), the cosines in shared memory (float64;
+// the greedy reads them rounded to float, as the CPU's S), then the k picks, each one sweep of
+// candidate gains and a block argmax.
+// Weigh: then, as the CPU path does for regions of at most 64 tokens (its weights read the same
+// float64 Gram cosines), one warp per source writes its whole column of the region's k x n block
+// (zeros included, so A needs no memset) and one thread per destination sums its row in source
+// order into the mass (the CPU's order).
+template <class T, bool Weigh>
 __global__ void __launch_bounds__(kSmallThreads, 2)  // room for the 16 float64 accumulators
     select_small(const T* __restrict__ x, int T_, int C, int P, int K, int b0, const int32_t* __restrict__ tokens,
-                 const int32_t* __restrict__ offsets, const int32_t* __restrict__ k_off, int32_t* __restrict__ dest) {
+                 const int32_t* __restrict__ offsets, const int32_t* __restrict__ k_off, int32_t* __restrict__ dest,
+                 SmallWeights w) {
   const int r = blockIdx.x, b = b0 + blockIdx.y, tid = threadIdx.x;
+  const int lane = tid & 31, warp = tid >> 5;
   const int off = offsets[r], n = offsets[r + 1] - off, k = k_off[r + 1] - k_off[r];
   // Rows padded to 33 floats: the threads of a warp read different rows j at the same channel.
   __shared__ float xs[kSmallRegion][kSlice + 1];
-  __shared__ float S[kSmallRegion][kSmallRegion + 1];
+  __shared__ double S[kSmallRegion][kSmallRegion + 1];
   __shared__ double inv[kSmallRegion];
   __shared__ double m[kSmallRegion];
   __shared__ int chosen[kSmallRegion];
+  __shared__ int local[kSmallRegion];  // Weigh: the region-local token of destination d
+  __shared__ int slot[kSmallRegion];   // Weigh: the destination index of a chosen token
   __shared__ Best red[32];
 
   const T* xb = x + ((size_t)b * T_ + P) * C;
+  // This thread stages channel c0 + lane of rows warp + q * kSliceRows.
+  int row_token[kLoadsPerThread];
+#pragma unroll
+  for (int q = 0; q < kLoadsPerThread; ++q) {
+    const int i = warp + q * kSliceRows;
+    row_token[q] = i < n ? tokens[off + i] : -1;
+  }
+  float pre[kLoadsPerThread];
+  auto fetch = [&](int c0) {
+    const int c = c0 + lane;
+#pragma unroll
+    for (int q = 0; q < kLoadsPerThread; ++q)
+      pre[q] = row_token[q] >= 0 && c < C ? to_f(xb[(size_t)row_token[q] * C + c]) : 0.f;
+  };
   const int np = n * n;
   double acc[kPairsPerThread];
 #pragma unroll
   for (int q = 0; q < kPairsPerThread; ++q) acc[q] = 0;
+  fetch(0);
   for (int c0 = 0; c0 < C; c0 += kSlice) {
     const int cw = min(kSlice, C - c0);
-    for (int e = tid; e < n * kSlice; e += kSmallThreads) {
-      const int i = e / kSlice, cc = e % kSlice;
-      xs[i][cc] = cc < cw ? to_f(xb[(size_t)tokens[off + i] * C + c0 + cc]) : 0.f;
-    }
+#pragma unroll
+    for (int q = 0; q < kLoadsPerThread; ++q) xs[warp + q * kSliceRows][lane] = pre[q];
     __syncthreads();
+    if (c0 + kSlice < C) fetch(c0 + kSlice);  // in flight during the products below
 #pragma unroll
     for (int q = 0; q < kPairsPerThread; ++q) {
       const int p = tid + q * kSmallThreads;
@@ -74,22 +117,24 @@ __global__ void __launch_bounds__(kSmallThreads, 2)  // room for the 16 float64 
     const int p = tid + q * kSmallThreads;
     if (p < np) {
       const int i = p / n, j = p % n;
-      S[i][j] = (float)(acc[q] * inv[i] * inv[j]);
+      S[i][j] = acc[q] * inv[i] * inv[j];
     }
   }
   __syncthreads();
+  // The selection's similarity: the float the CPU stores in its S.
+  auto sf = [&](int i, int j) { return (double)(float)S[i][j]; };
 
   // First pick: the largest total similarity (row sums, in order, as the CPU).
   Best mine = none();
   if (tid < n) {
     double s = 0;
-    for (int i = 0; i < n; ++i) s += S[tid][i];
+    for (int i = 0; i < n; ++i) s += sf(tid, i);
     mine = Best{s, tid};
   }
   const int j0 = block_best(mine, red).i;
   if (j0 == INT_MAX) return;  // non-finite input (the binding rejects it first): never index with it
   if (tid < n) {
-    m[tid] = S[j0][tid];
+    m[tid] = sf(j0, tid);
     chosen[tid] = tid == j0;
   }
   __syncthreads();
@@ -98,7 +143,7 @@ __global__ void __launch_bounds__(kSmallThreads, 2)  // room for the 16 float64 
     if (tid < n && !chosen[tid]) {
       double s = 0;
       for (int i = 0; i < n; ++i) {
-        const double d = (double)S[i][tid] - m[i];
+        const double d = sf(i, tid) - m[i];
         s += d > 0 ? d : 0;
       }
       g = Best{s, tid};
@@ -106,7 +151,7 @@ __global__ void __launch_bounds__(kSmallThreads, 2)  // room for the 16 float64 
     const int c = block_best(g, red).i;
     if (c == INT_MAX) break;
     if (tid < n) {
-      m[tid] = fmax(m[tid], (double)S[c][tid]);
+      m[tid] = fmax(m[tid], sf(c, tid));
       if (tid == c) chosen[tid] = 1;
     }
     __syncthreads();
@@ -116,6 +161,49 @@ __global__ void __launch_bounds__(kSmallThreads, 2)  // room for the 16 float64 
     int pos = 0;
     for (int j = 0; j < tid; ++j) pos += chosen[j];
     dest[(size_t)b * K + k_off[r] + pos] = tokens[off + tid];
+    if constexpr (Weigh) {
+      local[pos] = tid;
+      slot[tid] = pos;
+    }
+  }
+  if constexpr (Weigh) {
+    __syncthreads();
+    float* Ar = w.A + (size_t)b * w.a_total + w.a_off[r];
+    const int d0 = lane, d1 = lane + 32;  // the destinations of this lane (k <= n <= 64)
+    for (int s = warp; s < n; s += kSmallThreads / 32) {
+      float a0 = 0.f, a1 = 0.f;
+      if (w.hard) {
+        int best;
+        if (chosen[s]) {
+          best = slot[s];  // destinations keep themselves, even when another is identical
+        } else {
+          Best c = none();
+          if (d0 < k) c = Best{S[local[d0]][s], d0};
+          if (d1 < k) c = better(c, Best{S[local[d1]][s], d1});
+          best = warp_best(c).i;
+          if (best == INT_MAX) best = 0;  // non-finite cosines only (rejected by the binding)
+        }
+        a0 = d0 == best ? 1.f : 0.f;
+        a1 = d1 == best ? 1.f : 0.f;
+      } else {
+        const double l0 = d0 < k ? w.tau * S[local[d0]][s] : -INFINITY;
+        const double l1 = d1 < k ? w.tau * S[local[d1]][s] : -INFINITY;
+        const double mx = warp_max(fmax(l0, l1));
+        const double e0 = d0 < k ? exp(l0 - mx) : 0, e1 = d1 < k ? exp(l1 - mx) : 0;
+        const double sum = warp_sum(e0 + e1);
+        if (e0 >= kWeightCutoff) a0 = (float)(e0 / sum);
+        if (e1 >= kWeightCutoff) a1 = (float)(e1 / sum);
+      }
+      if (d0 < k) Ar[(size_t)d0 * n + s] = a0;
+      if (d1 < k) Ar[(size_t)d1 * n + s] = a1;
+    }
+    __syncthreads();  // the block's writes to A are visible to the block
+    if (tid < k) {
+      const float* row = Ar + (size_t)tid * n;
+      double s = 0;
+      for (int i = 0; i < n; ++i) s += row[i];
+      w.mass[(size_t)b * K + k_off[r] + tid] = (float)s;
+    }
   }
 }
 
@@ -261,8 +349,8 @@ void select_on_device(ConstTokens x, DevicePlan& plan, const double* inv, int Bs
     for (int b0 = 0; b0 < Bsel; b0 += kMaxGridYZ) {
       with_dtype(x.dtype, [&](auto t) {
         using T = decltype(t);
-        select_small<T><<<dim3(R, std::min(kMaxGridYZ, Bsel - b0)), kSmallThreads, 0, kStream>>>(
-            static_cast<const T*>(x.data), x.T, x.C, P, K, b0, tokens, offsets, k_off, dest);
+        select_small<T, false><<<dim3(R, std::min(kMaxGridYZ, Bsel - b0)), kSmallThreads, 0, kStream>>>(
+            static_cast<const T*>(x.data), x.T, x.C, P, K, b0, tokens, offsets, k_off, dest, SmallWeights{});
       });
       TOMA_CUDA_LAUNCHED("computePlan (selection)");
     }
@@ -298,6 +386,25 @@ void select_on_device(ConstTokens x, DevicePlan& plan, const double* inv, int Bs
     TOMA_CUDA_LAUNCHED("computePlan (selection)");
   }
   // The scratch buffers are freed on return; cudaFree waits for the kernels using them.
+}
+
+void plan_small_on_device(ConstTokens x, DevicePlan& plan, bool hard) {
+  SmallWeights w;
+  w.tau = plan.opts.tau;
+  w.hard = hard;
+  w.a_off = plan.a_off.as<int64_t>();
+  w.a_total = plan.a_total;
+  w.A = plan.A.as<float>();
+  w.mass = plan.mass.as<float>();
+  for (int b0 = 0; b0 < plan.B; b0 += kMaxGridYZ) {
+    with_dtype(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      select_small<T, true><<<dim3(plan.R, std::min(kMaxGridYZ, plan.B - b0)), kSmallThreads, 0, kStream>>>(
+          static_cast<const T*>(x.data), x.T, x.C, plan.P, plan.K, b0, plan.tokens.as<int32_t>(),
+          plan.offsets.as<int32_t>(), plan.k_off.as<int32_t>(), plan.dest.as<int32_t>(), w);
+    });
+    TOMA_CUDA_LAUNCHED("computePlan (selection and weights)");
+  }
 }
 
 }  // namespace cuda

@@ -306,7 +306,7 @@ std::shared_ptr<DevicePlan> plan_layout(const PlanOptions& o, int B, const Regio
 void weigh_on_device(ConstTokens x, DevicePlan& p, const double* inv) {
   if (p.a_total > 0)
     TOMA_CUDA_CHECK("computePlan", cudaMemsetAsync(p.A.data(), 0, p.A.bytes(), kStream));
-  const bool identity = p.opts.ratio == 0 && p.opts.similarity == 0 && p.K == p.N;
+  const bool identity = p.opts.ratio == 0 && p.opts.similarity == 0 && p.K == p.N;  // as identity_plan
   const int slices = std::min(kMaxGridYZ, (p.max_n + kWeightWarps - 1) / kWeightWarps);
   for (int b0 = 0; b0 < p.B; b0 += kMaxGridYZ) {
     const dim3 grid(p.R, slices, std::min(kMaxGridYZ, p.B - b0));
@@ -337,20 +337,36 @@ std::shared_ptr<DevicePlan> adaptive_plan(ConstTokens x, const PlanOptions& o) {
   return upload_plan(*cpu);
 }
 
-std::shared_ptr<DevicePlan> selected(ConstTokens x, const PlanOptions& o, DeviceBuffer* inv) {
+// The plan's layout for x and o (regions and counts cached on the host, layout buffers on the
+// device): nothing is synchronised or copied once the layout of these options is cached.
+std::shared_ptr<DevicePlan> layout_for(ConstTokens x, const PlanOptions& o) {
   check_plan_options(x, o);
   const auto held = cached_regions(o);  // the cache may drop it meanwhile
   const Regions& regions = *held;
   std::vector<int> counts(regions.count());
   for (int r = 0; r < regions.count(); ++r) counts[r] = destination_count(regions.size(r), o.ratio);
-  auto p = plan_layout(o, x.B, regions, counts, true);
-  *inv = DeviceBuffer((size_t)x.B * p->N * sizeof(double), "computePlan (norms)");
-  inverse_norms(x, p->P, p->N, inv->as<double>());
+  return plan_layout(o, x.B, regions, counts, true);
+}
+
+bool identity_plan(const DevicePlan& p) { return p.opts.ratio == 0 && p.opts.similarity == 0 && p.K == p.N; }
+
+// Destinations of every batch element into p.dest; norms into *inv (allocated here) when the
+// weights will need them or the selection does (regions above kSmallRegion).
+void select_into(ConstTokens x, const PlanOptions& o, DevicePlan& p, DeviceBuffer* inv, bool norms_for_weights) {
+  if (norms_for_weights || p.max_n > kSmallRegion) {  // the small-region selection reads its Gram diagonal
+    *inv = DeviceBuffer((size_t)x.B * p.N * sizeof(double), "computePlan (norms)");
+    inverse_norms(x, p.P, p.N, inv->as<double>());
+  }
   const int Bsel = o.share_batch ? 1 : x.B;
-  select_on_device(x, *p, inv->as<double>(), Bsel);
+  select_on_device(x, p, inv->as<double>(), Bsel);
   for (int b = Bsel; b < x.B; ++b)
-    TOMA_CUDA_CHECK("computePlan", cudaMemcpyAsync(p->dest.as<int32_t>() + (size_t)b * p->K, p->dest.data(),
-                                                   (size_t)p->K * 4, cudaMemcpyDeviceToDevice, kStream));
+    TOMA_CUDA_CHECK("computePlan", cudaMemcpyAsync(p.dest.as<int32_t>() + (size_t)b * p.K, p.dest.data(),
+                                                   (size_t)p.K * 4, cudaMemcpyDeviceToDevice, kStream));
+}
+
+std::shared_ptr<DevicePlan> selected(ConstTokens x, const PlanOptions& o, DeviceBuffer* inv) {
+  auto p = layout_for(x, o);
+  select_into(x, o, *p, inv, false);
   return p;
 }
 
@@ -360,10 +376,16 @@ std::shared_ptr<DevicePlan> selected(ConstTokens x, const PlanOptions& o, Device
 
 std::shared_ptr<DevicePlan> compute_plan_cuda(ConstTokens x, const PlanOptions& o) {
   if (o.similarity > 0) return cuda::adaptive_plan(x, o);
-  cuda::DeviceBuffer inv;
-  auto p = cuda::selected(x, o, &inv);
-  cuda::weigh_on_device(x, *p, inv.as<double>());
-  cuda::synchronize("computePlan");
+  auto p = cuda::layout_for(x, o);
+  if (p->max_n <= cuda::kSmallRegion && (!o.share_batch || x.B == 1)) {
+    // Tiles: one launch selects, weighs and sums the masses (no norms, no memset, no scratch).
+    cuda::plan_small_on_device(x, *p, p->hard || cuda::identity_plan(*p));
+  } else {
+    cuda::DeviceBuffer inv;
+    cuda::select_into(x, o, *p, &inv, true);
+    cuda::weigh_on_device(x, *p, inv.as<double>());
+  }
+  cuda::synchronize("computePlan");  // the contract of ops/cuda.h: the plan is complete on return
   return p;
 }
 
