@@ -94,8 +94,32 @@ if [ -x build-gpu/toma_tests ]; then
       printf '%-58s %-7s\n' "merge_attention_unmerge* (TOMA_MAU_FUSED=0)" FAIL | tee -a "$LOGS/cuda-cases.txt"
       fail "cuda.merge_attention_unmerge* unfused"
     fi
+    # The attention cases on every compiled kernel variant (the default one ran above).
+    for v in wmma 1,64 2,32; do
+      if [ "$v" = wmma ]; then envv=(TOMA_FLASH=wmma); else envv=(TOMA_FLASH_CFG=$v); fi
+      if timeout "$CASE_TIMEOUT" env "${envv[@]}" build-gpu/toma_tests cuda attention >"$LOGS/cuda-variant-${v/,/x}.log" 2>&1; then
+        printf '%-58s %-7s\n' "attention* merge_attention_unmerge* (variant $v)" pass | tee -a "$LOGS/cuda-cases.txt"
+      else
+        printf '%-58s %-7s\n' "attention* merge_attention_unmerge* (variant $v)" FAIL | tee -a "$LOGS/cuda-cases.txt"
+        grep -E "FAIL|error" "$LOGS/cuda-variant-${v/,/x}.log" | head -5
+        fail "cuda attention variant $v"
+      fi
+    done
   else
     build-gpu/toma_tests cuda 2>&1 | tee "$LOGS/cuda-cases.txt" | tail -3
+  fi
+
+  if [ "$have_gpu" = 1 ] && [ "${GPU_CHECK_VARIANTS:-1}" = 1 ]; then
+    # The attention kernels compiled side by side (flash.cuh): WMMA and the mma kernel's row-block
+    # and key-tile variants, so one run on a card says which to ship as the default.
+    log "timings: attention kernel variants (TOMA_FLASH / TOMA_FLASH_CFG)"
+    for v in wmma 1,64 2,32; do
+      if [ "$(left)" -lt 150 ]; then echo "budget: variant $v skipped"; continue; fi
+      if [ "$v" = wmma ]; then envv=(TOMA_FLASH=wmma); else envv=(TOMA_FLASH_CFG=$v); fi
+      echo "-- variant $v"
+      env "${envv[@]}" TOMA_BENCH_JSON="$LOGS/variant-${v/,/x}.json" timeout 120 build-gpu/toma_tests bench_cuda attention 2>&1 \
+        | tee -a "$LOGS/variants.txt" | grep -E "^(attention_cuda|mergeAttentionUnmerge)" | grep -v "+plan" | cut -c1-110
+    done
   fi
 
   if [ "$have_gpu" = 1 ]; then
@@ -109,12 +133,18 @@ if [ -x build-gpu/toma_tests ]; then
 fi
 
 if [ "$have_gpu" = 1 ]; then
-  log "timings: PyTorch peers (SDPA, matmul peak, copy bandwidth)"
-  PYTHONUNBUFFERED=1 timeout 150 python3 bench/gpu/torch_peers.py --json "$OUT/torch-peers.json" 2>&1 | tee "$LOGS/torch-peers.txt" \
-    || fail "torch peers"
-  log "timings: the authors' PyTorch ToMA (plan, merge, unmerge)"
-  PYTHONUNBUFFERED=1 timeout 90 python3 bench/gpu/authors_peer.py --json "$OUT/authors-peer.json" 2>&1 | tee "$LOGS/authors-peer.txt" \
-    || fail "authors peer"
+  if [ -n "${GPU_CHECK_PEERS_FROM:-}" ]; then
+    # A rerun on the same card: the peers measured earlier (same card, same day) stand.
+    log "peers: reused from $GPU_CHECK_PEERS_FROM"
+    cp "$GPU_CHECK_PEERS_FROM"/torch-peers.json "$GPU_CHECK_PEERS_FROM"/authors-peer.json "$OUT"/ || fail "peers copy"
+  else
+    log "timings: PyTorch peers (SDPA, matmul peak, copy bandwidth)"
+    PYTHONUNBUFFERED=1 timeout 150 python3 bench/gpu/torch_peers.py --json "$OUT/torch-peers.json" 2>&1 | tee "$LOGS/torch-peers.txt" \
+      || fail "torch peers"
+    log "timings: the authors' PyTorch ToMA (plan, merge, unmerge)"
+    PYTHONUNBUFFERED=1 timeout 90 python3 bench/gpu/authors_peer.py --json "$OUT/authors-peer.json" 2>&1 | tee "$LOGS/authors-peer.txt" \
+      || fail "authors peer"
+  fi
 fi
 
 if [ "$have_gpu" = 1 ] && [ -x build-gpu/toma_tests ]; then
@@ -126,7 +156,7 @@ if [ "$have_gpu" = 1 ] && [ -x build-gpu/toma_tests ]; then
     # memcheck over every case; racecheck (slower) over the kernels with shared-memory handoffs.
     for tool in memcheck racecheck; do
       cases=""
-      [ "$tool" = racecheck ] && cases="plans_match_the_cpu_on_small_regions plans_match_the_cpu_on_large_regions attention_tensor_cores_f16_bf16 attention_float32"
+      [ "$tool" = racecheck ] && cases="attention_tensor_cores_f16_bf16 merge_attention_unmerge_fused plans_match_the_cpu_on_small_regions attention_float32 plans_match_the_cpu_on_large_regions"
       [ -z "$cases" ] && cases=ALL
       for c in $cases; do
         budget=$(left)
@@ -134,9 +164,15 @@ if [ "$have_gpu" = 1 ] && [ -x build-gpu/toma_tests ]; then
         [ "$budget" -gt 150 ] && budget=150
         filter=()
         [ "$c" != ALL ] && filter=("$c")
-        if timeout "$budget" env TOMA_TEST_SMALL=1 "$CS" --tool "$tool" --error-exitcode 9 build-gpu/toma_tests cuda "${filter[@]}" \
-            >>"$LOGS/sanitizer-$tool.log" 2>&1; then
+        # API errors are not reported: the out-of-memory case provokes one on purpose, and every
+        # API call is checked by the code itself.
+        timeout "$budget" env TOMA_TEST_SMALL=1 "$CS" --tool "$tool" --report-api-errors no --error-exitcode 9 \
+          build-gpu/toma_tests cuda "${filter[@]}" >>"$LOGS/sanitizer-$tool.log" 2>&1
+        rc=$?
+        if [ $rc -eq 0 ]; then
           echo "$tool ${c}: clean"
+        elif [ $rc -eq 124 ]; then
+          echo "$tool ${c}: TIMEOUT after ${budget} s (budget), not a finding"
         elif grep -q "Device not supported" "$LOGS/sanitizer-$tool.log"; then
           # Seen on the gVisor runtime: the sanitizer cannot attach there at all (not our error).
           echo "compute-sanitizer: 'Device not supported' on this machine's runtime: sanitizers skipped"
@@ -147,6 +183,30 @@ if [ "$have_gpu" = 1 ] && [ -x build-gpu/toma_tests ]; then
         fi
       done
     done
+  fi
+fi
+
+if [ "$have_gpu" = 1 ] && [ -x build-gpu/toma_tests ] && [ "${GPU_CHECK_NCU:-1}" = 1 ]; then
+  # One launch of each attention kernel under Nsight Compute (where the runtime lets it read the
+  # counters): throughput, occupancy and warp stall reasons, for the next round of tuning.
+  log "ncu: one dense and one fused attention launch"
+  NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || true)
+  if [ -n "$NCU" ] && [ "$(left)" -gt 30 ]; then
+    for k in mma_attention mma_mau_attention; do
+      case_=attention_dense
+      [ "$k" = mma_mau_attention ] && case_=merge_attention_unmerge
+      t=$(left)
+      [ "$t" -gt 60 ] && t=60
+      if [ "$t" -lt 20 ]; then echo "budget: ncu $k skipped"; continue; fi
+      timeout "$t" "$NCU" --clock-control none --kernel-name "regex:^${k}|${k}<" --launch-count 1 \
+        --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+        --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
+        build-gpu/toma_tests bench_cuda "$case_" >"$LOGS/ncu-$k.txt" 2>&1
+      echo "ncu $k: exit $? ($(grep -c . "$LOGS/ncu-$k.txt") lines in logs/ncu-$k.txt)"
+      grep -E "Compute \(SM\) Throughput|Memory Throughput|Achieved Occupancy|Registers Per|Duration" "$LOGS/ncu-$k.txt" | head -6
+    done
+  else
+    echo "ncu: not found or no budget left: skipped"
   fi
 fi
 
