@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the CUDA kernels' real source on the CPU (csrc/tests/emu: CUDA threads as fibers or
-# threads, barriers, warp shuffles, WMMA and cp.async stand-ins) against the CPU ops and float64
+# threads, barriers, warp shuffles, WMMA, ldmatrix / mma.sync and cp.async stand-ins) against the CPU ops and float64
 # references, so every CI run exercises them without a GPU. Fixed seeds, plus one fresh seed that
 # is printed: EMU_SEED=<n> reruns a failure with that seed. Needs g++ >= 12, make, python3 and the
 # CUDA headers (CUDA_INCLUDE, default /usr/local/cuda/include); without the headers it is skipped.

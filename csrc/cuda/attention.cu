@@ -108,7 +108,7 @@ MmaChoice mma_choice(int D) {
     const char* f = std::getenv("TOMA_FLASH");
     if (f && std::strcmp(f, "wmma") == 0) return MmaChoice{-1, -1};
     const char* e = std::getenv("TOMA_FLASH_CFG");
-    if (e && std::sscanf(e, "%d,%d", &c.mt, &c.bn) != 2) c = MmaChoice{};
+    if (e && (std::sscanf(e, "%d,%d", &c.mt, &c.bn) != 2 || c.mt < 1 || c.bn < 1)) c = MmaChoice{};
     return c;
   }();
   if (forced.mt < 0 || (D != 64 && D != 128)) return MmaChoice{};

@@ -61,7 +61,7 @@ struct MauArgs {
   const float* mass;       // [B, K]
   int64_t a_total;
   int P, K, T;             // T = P + N: the rows of q and out
-  int prefix_blocks;       // ceil(P / 64): the first blocks are plain query tiles of the prefix
+  int prefix_blocks;       // ceil(P / query tile rows): the first blocks are plain query tiles of the prefix
   bool out_vec;            // out allows 16-byte stores
 };
 

@@ -132,13 +132,17 @@ __global__ void __launch_bounds__(kSmallThreads, 2)  // room for the 16 float64 
     mine = Best{s, tid};
   }
   const int j0 = block_best(mine, red).i;
-  if (j0 == INT_MAX) return;  // non-finite input (the binding rejects it first): never index with it
-  if (tid < n) {
-    m[tid] = sf(j0, tid);
-    chosen[tid] = tid == j0;
+  // Non-finite input (the binding rejects it first) leaves no finite gain to pick: the region then
+  // gets its first k tokens with zero weights and masses, valid indices rather than unwritten ones.
+  bool degenerate = j0 == INT_MAX;
+  if (!degenerate) {
+    if (tid < n) {
+      m[tid] = sf(j0, tid);
+      chosen[tid] = tid == j0;
+    }
+    __syncthreads();
   }
-  __syncthreads();
-  for (int t = 1; t < k; ++t) {
+  for (int t = 1; t < k && !degenerate; ++t) {
     Best g = none();
     if (tid < n && !chosen[tid]) {
       double s = 0;
@@ -149,12 +153,24 @@ __global__ void __launch_bounds__(kSmallThreads, 2)  // room for the 16 float64 
       g = Best{s, tid};
     }
     const int c = block_best(g, red).i;
-    if (c == INT_MAX) break;
+    if (c == INT_MAX) {
+      degenerate = true;
+      break;
+    }
     if (tid < n) {
       m[tid] = fmax(m[tid], sf(c, tid));
       if (tid == c) chosen[tid] = 1;
     }
     __syncthreads();
+  }
+  if (degenerate) {  // block-uniform: every thread saw the same block_best results
+    for (int d = tid; d < k; d += kSmallThreads) dest[(size_t)b * K + k_off[r] + d] = tokens[off + d];
+    if constexpr (Weigh) {
+      float* Ar = w.A + (size_t)b * w.a_total + w.a_off[r];
+      for (int i = tid; i < k * n; i += kSmallThreads) Ar[i] = 0.f;
+      for (int d = tid; d < k; d += kSmallThreads) w.mass[(size_t)b * K + k_off[r] + d] = 0.f;
+    }
+    return;
   }
   // Destinations ascending inside the region: a chosen token's place is the count chosen before it.
   if (tid < n && chosen[tid]) {

@@ -2,11 +2,12 @@
 // per call by the merge kernel (every query tile reads all of them). The queries take one of two
 // paths:
 //  - fused (fp16 / bf16 on the tensor-core kernels, every region at most one query tile of
-//    destinations: 128 rows on the mma kernel, 64 on WMMA): the regions are cut on the host into
-//    query groups of whole regions filling at most one query tile, and one block per (group, head,
-//    batch) of mma_mau_attention / tc_mau_attention (flash.cuh) merges its
-//    queries in the prologue and unmerges its output in the epilogue, so merged q and the merged
-//    output never reach global memory. The prefix rows are plain query tiles of the same launch.
+//    destinations: 64 rows on both kernels by default, 128 with the mma variant TOMA_FLASH_CFG=2,32):
+//    the regions are cut on the host into query groups of whole regions filling at most one query
+//    tile (cached on the plan), and one block per (group, head, batch) of mma_mau_attention /
+//    tc_mau_attention (flash.cuh) merges its queries in the prologue and unmerges its output in
+//    the epilogue, so merged q and the merged output never reach global memory. The prefix rows
+//    are plain query tiles of the same launch.
 //  - unfused (everything else, or TOMA_MAU_FUSED=0 in the environment, read once, to compare the
 //    two on a GPU): merged q into a temporary, attention_cuda, then the unmerge kernel.
 // Both round merged q to the attention dtype and keep the merged output float32 up to the one

@@ -5,6 +5,7 @@
 //   san: a few small cases, for a build under -fsanitize=thread with EMU_THREADS=1
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <cstdio>
 #include <random>
 #include <string>
@@ -133,6 +134,38 @@ static void test_select(const Case& c) {
       std::printf("\n");
     }
   }
+}
+
+// Non-finite input (which the binding rejects before any kernel sees it): the small-region kernel
+// must still leave a valid plan behind, every destination a token of its region and every weight
+// and mass written and finite, never unwritten memory (the pool's poison here).
+static void test_nonfinite(bool hard) {
+  const int H = 8, W = 8, N = H * W, C = 40;
+  auto host = random_tokens(DType::F32, (size_t)N * C);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::memcpy(host.data() + 4 * ((size_t)5 * C + 3), &nan, 4);  // token 5: region 1 of the 4x4 tiles
+  Dev dx(host.data(), host.size());
+  PlanOptions o;
+  o.H = H, o.W = W, o.ratio = 0.5, o.region = tile(4, 4), o.tau = hard ? INFINITY : 30.0;
+  auto dp = compute_plan_cuda(ConstTokens{dx.p, DType::F32, 1, N, C}, o);
+  std::vector<int32_t> dest((size_t)dp->K);
+  std::vector<float> A((size_t)dp->a_total), mass((size_t)dp->K);
+  cuda::copy_to_host(dest.data(), dp->dest.data(), dest.size() * 4, "t");
+  cuda::copy_to_host(A.data(), dp->A.data(), A.size() * 4, "t");
+  cuda::copy_to_host(mass.data(), dp->mass.data(), mass.size() * 4, "t");
+  bool dest_ok = true, finite = true;
+  for (int r = 0; r < dp->R; ++r)
+    for (int j = dp->k_offsets[r]; j < dp->k_offsets[r + 1]; ++j) {
+      bool in_region = false;
+      for (int i = dp->regions.offsets[r]; i < dp->regions.offsets[r + 1]; ++i) in_region |= dp->regions.tokens[i] == dest[j];
+      dest_ok &= in_region;
+      finite &= std::isfinite(mass[j]);
+    }
+  for (float a : A) finite &= std::isfinite(a);
+  std::printf("  non-finite input, %s: destinations %s, weights and masses %s\n", hard ? "hard" : "soft",
+              dest_ok ? "in their regions" : "OUT OF THEIR REGIONS", finite ? "finite" : "NOT FINITE");
+  CHECK(dest_ok, "a destination outside its region after non-finite input");
+  CHECK(finite, "an unwritten or non-finite weight or mass after non-finite input");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -333,6 +366,8 @@ int main(int argc, char** argv) {
     };
     for (const auto& c : cs)
       for (double tau : taus) test_plan(c, tau);
+    test_nonfinite(false);
+    test_nonfinite(true);
     test_plan({8, 8, tile(4, 4), 0.0, 1, 2, 40, DType::F32}, 30.0);   // identity
     test_plan({12, 12, global(), 0.0, 0, 1, 40, DType::F32}, 1000.0); // identity, k = n = 144
     std::printf("  max |A_gpu - A_cpu| %.3e, max rel M %.3e, max rel mass %.3e\n", g_max_w_abs, g_max_m_abs,
