@@ -336,6 +336,32 @@ __device__ __noinline__ void store_tile(const float* Os, int rows, void* out, in
   }
 }
 
+// The fused kernels' epilogue, once the normalised output tile is in Os ([rows][D + 8] floats):
+// a group block unmerges it into out through its regions' tables (built here in meta, 2 rows + 2
+// ints), a prefix block stores its rows. Ends with the block's last barrier behind it.
+template <int D>
+__device__ __forceinline__ void fused_epilogue(const float* Os, int* meta, int rows, bool group, const Args& a,
+                                               const MauArgs& m, int b, size_t col0, int q0, int tid) {
+  int* const reg_src = meta;             // [nreg + 1]: offsets[r0 ..]
+  int* const reg_row = meta + rows + 1;  // [nreg + 1]: k_off[r0 ..] - j0
+  const int g = blockIdx.x - m.prefix_blocks;
+  const int r0 = group ? m.groups[g] : 0, nreg = group ? m.groups[g + 1] - r0 : 0;
+  if (group) {
+    const int j0 = m.k_off[r0];
+    for (int rr = tid; rr <= nreg; rr += kThreads) {
+      reg_src[rr] = m.offsets[r0 + rr];
+      reg_row[rr] = m.k_off[r0 + rr] - j0;
+    }
+  }
+  __syncthreads();
+  if (group)
+    unmerge_tile<D>(Os, reg_src, reg_row, nreg, a.out, a.odt, m.out_vec, ((size_t)b * m.T + m.P) * a.C + col0, a.C,
+                    m.tokens, m.A + (size_t)b * m.a_total, m.a_off + r0, tid);
+  else
+    store_tile<D>(Os, m.P - q0 < rows ? m.P - q0 : rows, a.out, a.odt, m.out_vec, ((size_t)b * m.T + q0) * a.C + col0,
+                  a.C, tid);
+}
+
 // The body of both tensor-core kernels. kFused: blocks past m.prefix_blocks each own one query
 // group of whole regions (at most 64 merged tokens): the prologue merges their queries straight
 // into the query tile and the epilogue unmerges the normalised output straight into out, so the
@@ -529,24 +555,7 @@ __device__ __forceinline__ void tc_attention_body(const Args& a, const MauArgs& 
             make_float4(o[n][4] * inv, o[n][5] * inv, o[n][6] * inv, o[n][7] * inv);
       }
     }
-    int* const reg_src = meta;            // [nreg + 1]: offsets[r0 ..]
-    int* const reg_row = meta + kBM + 1;  // [nreg + 1]: k_off[r0 ..] - j0
-    const int g = blockIdx.x - m.prefix_blocks;
-    const int r0 = group ? m.groups[g] : 0, nreg = group ? m.groups[g + 1] - r0 : 0;
-    if (group) {
-      const int j0 = m.k_off[r0];
-      for (int rr = tid; rr <= nreg; rr += kThreads) {
-        reg_src[rr] = m.offsets[r0 + rr];
-        reg_row[rr] = m.k_off[r0 + rr] - j0;
-      }
-    }
-    __syncthreads();
-    if (group)
-      unmerge_tile<D>(Os, reg_src, reg_row, nreg, a.out, a.odt, m.out_vec, ((size_t)b * m.T + m.P) * a.C + col0, a.C,
-                      m.tokens, m.A + (size_t)b * m.a_total, m.a_off + r0, tid);
-    else
-      store_tile<D>(Os, m.P - q0 < kBM ? m.P - q0 : kBM, a.out, a.odt, m.out_vec,
-                    ((size_t)b * m.T + q0) * a.C + col0, a.C, tid);
+    fused_epilogue<D>(Os, meta, kBM, group, a, m, b, col0, q0, tid);
     return;
   }
 
@@ -812,24 +821,7 @@ __device__ __forceinline__ void mma_attention_body(const Args& a, const MauArgs&
           *reinterpret_cast<float2*>(orow + nd * 8) =
               make_float2(o[mt][nd][2 * h] * inv[mt][h], o[mt][nd][2 * h + 1] * inv[mt][h]);
       }
-    int* const reg_src = meta;              // [nreg + 1]: offsets[r0 ..]
-    int* const reg_row = meta + kRows + 1;  // [nreg + 1]: k_off[r0 ..] - j0
-    const int gi = blockIdx.x - m.prefix_blocks;
-    const int r0 = group ? m.groups[gi] : 0, nreg = group ? m.groups[gi + 1] - r0 : 0;
-    if (group) {
-      const int j0 = m.k_off[r0];
-      for (int rr = tid; rr <= nreg; rr += kThreads) {
-        reg_src[rr] = m.offsets[r0 + rr];
-        reg_row[rr] = m.k_off[r0 + rr] - j0;
-      }
-    }
-    __syncthreads();
-    if (group)
-      unmerge_tile<D>(Os, reg_src, reg_row, nreg, a.out, a.odt, m.out_vec, ((size_t)b * m.T + m.P) * a.C + col0, a.C,
-                      m.tokens, m.A + (size_t)b * m.a_total, m.a_off + r0, tid);
-    else
-      store_tile<D>(Os, m.P - q0 < kRows ? m.P - q0 : kRows, a.out, a.odt, m.out_vec,
-                    ((size_t)b * m.T + q0) * a.C + col0, a.C, tid);
+    fused_epilogue<D>(Os, meta, kRows, group, a, m, b, col0, q0, tid);
     return;
   }
 

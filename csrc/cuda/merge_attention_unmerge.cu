@@ -97,23 +97,27 @@ const DevicePlan::MauGroups& plan_groups(const DevicePlan& plan, int rows) {
   return *plan.mau_groups.back();
 }
 
-template <class T, int D>
-void launch_fused_d(dim3 grid, const flash::Args& a, const flash::MauArgs& m) {
-  constexpr size_t smem = flash::TcLayout<D>::kBytes;
+// Launches one fused kernel with smem bytes of dynamic shared memory, raising the kernel's limit
+// once per process (a driver call per launch otherwise; a failure leaves the flag unset).
+template <auto Kernel>
+void launch_fused_kernel(int D, size_t smem, dim3 grid, const flash::Args& a, const flash::MauArgs& m) {
   const size_t limit = cuda_device_info().smem_optin;
   if (smem > limit)
     throw DeviceError(std::string(kOp) + ": head dim " + std::to_string(D) + " needs " + std::to_string(smem) +
                       " bytes of shared memory per block; this device allows " + std::to_string(limit));
   if (smem > 48 * 1024) {
-    // Once per kernel (a driver call per launch otherwise); a failure leaves the flag unset.
     static std::once_flag once;
-    std::call_once(once, [] {
-      TOMA_CUDA_CHECK(kOp, cudaFuncSetAttribute(flash::tc_mau_attention<T, D>,
-                                                cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    std::call_once(once, [smem] {
+      TOMA_CUDA_CHECK(kOp, cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     });
   }
-  flash::tc_mau_attention<T, D><<<grid, flash::kThreads, smem, cuda::kStream>>>(a, m);
+  Kernel<<<grid, flash::kThreads, smem, cuda::kStream>>>(a, m);
   TOMA_CUDA_LAUNCHED(kOp);
+}
+
+template <class T, int D>
+void launch_fused_d(dim3 grid, const flash::Args& a, const flash::MauArgs& m) {
+  launch_fused_kernel<flash::tc_mau_attention<T, D>>(D, flash::TcLayout<D>::kBytes, grid, a, m);
 }
 
 template <class T>
@@ -136,20 +140,7 @@ void launch_fused(int D, dim3 grid, const flash::Args& a, const flash::MauArgs& 
 
 template <class T, int D, int BN, int MT>
 void launch_mma_d(dim3 grid, const flash::Args& a, const flash::MauArgs& m) {
-  constexpr size_t smem = flash::MmaLayout<D, BN, MT>::kBytes;
-  const size_t limit = cuda_device_info().smem_optin;
-  if (smem > limit)
-    throw DeviceError(std::string(kOp) + ": head dim " + std::to_string(D) + " needs " + std::to_string(smem) +
-                      " bytes of shared memory per block; this device allows " + std::to_string(limit));
-  if (smem > 48 * 1024) {
-    static std::once_flag once;
-    std::call_once(once, [] {
-      TOMA_CUDA_CHECK(kOp, cudaFuncSetAttribute(flash::mma_mau_attention<T, D, BN, MT>,
-                                                cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    });
-  }
-  flash::mma_mau_attention<T, D, BN, MT><<<grid, flash::kThreads, smem, cuda::kStream>>>(a, m);
-  TOMA_CUDA_LAUNCHED(kOp);
+  launch_fused_kernel<flash::mma_mau_attention<T, D, BN, MT>>(D, flash::MmaLayout<D, BN, MT>::kBytes, grid, a, m);
 }
 
 template <class T, int D>
