@@ -21,6 +21,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "cuda/common.cuh"
 #include "cuda/mma.cuh"
@@ -861,6 +862,29 @@ struct MmaChoice {
   int rows() const { return 16 * mt * kWarps; }
 };
 MmaChoice mma_choice(int D);
+
+// ---- query groups of the fused kernels (host) ------------------------------------------------
+
+// Consecutive regions into groups of at most tile destinations (the query tile's rows) and tile
+// regions (the epilogue's region tables hold tile + 1 entries). groups[g] .. groups[g + 1] - 1 are
+// group g's regions; false when some region has more destinations than a query tile holds. Host
+// code: merge_attention_unmerge.cu groups with it, and the emulation tests the fused kernels on
+// its groups.
+inline bool query_groups(const std::vector<int32_t>& k_off, int R, int tile, std::vector<int32_t>& groups) {
+  groups.assign(1, 0);
+  int rows = 0, regions = 0;
+  for (int r = 0; r < R; ++r) {
+    const int k = k_off[r + 1] - k_off[r];
+    if (k > tile) return false;
+    if (rows + k > tile || regions == tile) {
+      groups.push_back(r);
+      rows = 0, regions = 0;
+    }
+    rows += k, ++regions;
+  }
+  if (R > 0) groups.push_back(R);
+  return true;
+}
 
 // ---- float32 CUDA-core kernel -----------------------------------------------------------------
 

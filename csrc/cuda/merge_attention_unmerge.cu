@@ -57,26 +57,6 @@ bool fused_enabled() {
   return on;
 }
 
-// Consecutive regions into groups of at most kBM destinations (the query tile's rows) and kBM
-// regions (the epilogue's region tables hold kBM + 1 entries). groups[g] .. groups[g + 1] - 1 are
-// group g's regions.
-// False when some region has more destinations than a query tile holds.
-bool query_groups(const std::vector<int32_t>& k_off, int R, int kBM, std::vector<int32_t>& groups) {
-  groups.assign(1, 0);
-  int rows = 0, regions = 0;
-  for (int r = 0; r < R; ++r) {
-    const int k = k_off[r + 1] - k_off[r];
-    if (k > kBM) return false;
-    if (rows + k > kBM || regions == kBM) {
-      groups.push_back(r);
-      rows = 0, regions = 0;
-    }
-    rows += k, ++regions;
-  }
-  if (R > 0) groups.push_back(R);
-  return true;
-}
-
 bool aligned16(const void* p) { return ((uintptr_t)p & 15u) == 0; }
 
 // The plan's query groups for tiles of `rows`, grouped and uploaded on first use.
@@ -87,7 +67,7 @@ const DevicePlan::MauGroups& plan_groups(const DevicePlan& plan, int rows) {
   auto g = std::make_unique<DevicePlan::MauGroups>();
   g->rows = rows;
   std::vector<int32_t> groups;
-  g->ok = (int)plan.k_offsets.size() == plan.R + 1 && query_groups(plan.k_offsets, plan.R, rows, groups);
+  g->ok = (int)plan.k_offsets.size() == plan.R + 1 && flash::query_groups(plan.k_offsets, plan.R, rows, groups);
   if (g->ok) {
     g->count = (int)groups.size() - 1;
     g->groups = cuda::DeviceBuffer(groups.size() * sizeof(int32_t), "mergeAttentionUnmerge query groups");

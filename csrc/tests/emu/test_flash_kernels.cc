@@ -225,25 +225,6 @@ HostPlan random_plan(std::mt19937& g, int B, int P, int N, int maxn, int maxk, b
   return p;
 }
 
-// The query grouping of merge_attention_unmerge.cu (host code, not in a header): any grouping
-// within the kernel's limits is a valid input, so a copy that drifts from it still tests the
-// kernel; the grid it gives is the one the op launches today.
-bool query_groups(const std::vector<int32_t>& k_off, int R, int kBM, std::vector<int32_t>& groups) {
-  groups.assign(1, 0);
-  int rows = 0, regions = 0;
-  for (int r = 0; r < R; ++r) {
-    const int k = k_off[r + 1] - k_off[r];
-    if (k > kBM) return false;
-    if (rows + k > kBM || regions == kBM) {
-      groups.push_back(r);
-      rows = 0, regions = 0;
-    }
-    rows += k, ++regions;
-  }
-  if (R > 0) groups.push_back(R);
-  return true;
-}
-
 template <class E, int D>
 void run_fused_once(int B, int P, int N, int H, int maxn, int maxk, bool hard, bool prop, bool allow_zero, DType od,
                     size_t qoff, size_t ooff, uint32_t seed);
