@@ -179,62 +179,46 @@ Napi::Value ComputePlan(const Napi::CallbackInfo& info) {
       });
 }
 
-Napi::Value Merge(const Napi::CallbackInfo& info) {
+// merge and unmerge: one tensor through the plan's weights, [B, P + from, C] to [B, P + to, C]
+// (from, to = N, K for merge and K, N for unmerge).
+Napi::Value PlanRows(const Napi::CallbackInfo& info, const char* op, const char* arg, bool merging,
+                     void (*cpu)(const Plan&, ConstTokens, Tokens),
+                     void (*gpu)(const DevicePlan&, ConstTokens, Tokens)) {
   Napi::Env env = info.Env();
-  TensorArg x = parse_tensor_arg(env, info[0], "x");
+  TensorArg x = parse_tensor_arg(env, info[0], arg);
   std::shared_ptr<PlanHolder> plan = PlanObject::FromValue(env, info[1], "plan");
-  check_plan_fit(env, x, plan->B, plan->P + plan->N, "prefix + N tokens");
-  const bool cuda = use_cuda(env, info[2], "options", "merge", {&x});
-  const std::vector<int64_t> shape{x.shape[0], plan->P + plan->K, x.shape[2]};
+  const int from = merging ? plan->N : plan->K, to = merging ? plan->K : plan->N;
+  check_plan_fit(env, x, plan->B, plan->P + from, merging ? "prefix + N tokens" : "prefix + K merged tokens");
+  const bool cuda = use_cuda(env, info[2], "options", op, {&x});
+  const std::vector<int64_t> shape{x.shape[0], plan->P + to, x.shape[2]};
   if (cuda) {
     DeviceResult out(env, x.on_device(), x.dtype, shape);
     return OpWorker::Queue(
-        env, "merge", {x.object, x.array, info[1]},
-        [x, plan, out] {
+        env, op, {x.object, x.array, info[1]},
+        [x, plan, out, op, gpu] {
           out.check_inputs_first({&x});
-          DeviceStage stage("merge");
-          merge_cuda(*plan->device(), stage.input(x), out.tokens(stage));
-          out.finish("merge", {&x});
+          DeviceStage stage(op);
+          gpu(*plan->device(), stage.input(x), out.tokens(stage));
+          out.finish(op, {&x});
         },
         reporting(plan, [out](Napi::Env env) { return out.value(env); }));
   }
   Output out = make_output(env, x.dtype, shape);
   return OpWorker::Queue(
-      env, "merge", {x.object, x.array, info[1]},
-      [x, plan, out] {
-        merge_cpu(*plan->host(), x.tokens(), out.tokens());
+      env, op, {x.object, x.array, info[1]},
+      [x, plan, out, cpu] {
+        cpu(*plan->host(), x.tokens(), out.tokens());
         check_result(out.data, out.dtype, out.count(), {&x});
       },
       reporting(plan, [out](Napi::Env env) { return resolve_tensor(env, out); }));
 }
 
+Napi::Value Merge(const Napi::CallbackInfo& info) {
+  return PlanRows(info, "merge", "x", true, merge_cpu, merge_cuda);
+}
+
 Napi::Value Unmerge(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  TensorArg y = parse_tensor_arg(env, info[0], "y");
-  std::shared_ptr<PlanHolder> plan = PlanObject::FromValue(env, info[1], "plan");
-  check_plan_fit(env, y, plan->B, plan->P + plan->K, "prefix + K merged tokens");
-  const bool cuda = use_cuda(env, info[2], "options", "unmerge", {&y});
-  const std::vector<int64_t> shape{y.shape[0], plan->P + plan->N, y.shape[2]};
-  if (cuda) {
-    DeviceResult out(env, y.on_device(), y.dtype, shape);
-    return OpWorker::Queue(
-        env, "unmerge", {y.object, y.array, info[1]},
-        [y, plan, out] {
-          out.check_inputs_first({&y});
-          DeviceStage stage("unmerge");
-          unmerge_cuda(*plan->device(), stage.input(y), out.tokens(stage));
-          out.finish("unmerge", {&y});
-        },
-        reporting(plan, [out](Napi::Env env) { return out.value(env); }));
-  }
-  Output out = make_output(env, y.dtype, shape);
-  return OpWorker::Queue(
-      env, "unmerge", {y.object, y.array, info[1]},
-      [y, plan, out] {
-        unmerge_cpu(*plan->host(), y.tokens(), out.tokens());
-        check_result(out.data, out.dtype, out.count(), {&y});
-      },
-      reporting(plan, [out](Napi::Env env) { return resolve_tensor(env, out); }));
+  return PlanRows(info, "unmerge", "y", false, unmerge_cpu, unmerge_cuda);
 }
 
 Napi::Value Attention(const Napi::CallbackInfo& info) {
