@@ -13,6 +13,7 @@ import type { NodeProto } from './gen/onnx_pb';
 import { GraphIndex, attrFloat, attrInt, attrInts, nodeName } from './graph';
 import type { OnnxModel } from './model';
 import { ShapeInfo, type Dim } from './shapes';
+import { provablyZero } from './zeros';
 
 export type AttentionKind = 'self' | 'cross' | 'joint';
 export type AttentionForm = 'matmul-softmax' | 'MultiHeadAttention' | 'Attention';
@@ -104,7 +105,15 @@ export interface AttentionBlock {
     k: Stream;
     v: Stream;
     /** The attention core: scores MatMul, scale nodes, Softmax, context MatMul; or the fused node. */
-    core: { nodes: string[]; scores?: string; softmax?: string; context?: string; fused?: string };
+    core: {
+      nodes: string[];
+      scores?: string;
+      softmax?: string;
+      context?: string;
+      fused?: string;
+      /** Adds of a provably zero tensor on the scores (baddbmm with beta=0): no mask, dropped when merging. */
+      zeroAdds?: string[];
+    };
     /** Nodes from the core output to the head-merged [B, S, C] tensor, and that tensor. */
     headMerge: { nodes: string[]; output: string };
     /** Joint: the Slice nodes splitting text / image after the head merge. */
@@ -176,6 +185,7 @@ class Matcher {
     const coreNodes: string[] = [];
     const scaleNodes: string[] = [];
     const hazards: Hazard[] = [];
+    const zeroAdds: string[] = [];
     let scale = 1;
     let scaleKnown = true;
     // up: Softmax <- (Mul|Div scale | Add bias | Cast)* <- MatMul(q, kT)
@@ -199,6 +209,14 @@ class Matcher {
         continue;
       }
       if (p.opType === 'Add' && p.input.length === 2) {
+        const zero = [0, 1].find((i) => provablyZero(this.g, p.input[i]));
+        if (zero !== undefined) {
+          // baddbmm(empty, q, k^T, beta=0) as exported: adds nothing, so it is no mask
+          zeroAdds.push(nodeName(p));
+          scaleNodes.push(nodeName(p));
+          t = p.input[1 - zero];
+          continue;
+        }
         hazards.push({
           kind: 'attention-bias',
           node: nodeName(p),
@@ -273,7 +291,7 @@ class Matcher {
       k,
       v,
       down,
-      core: { nodes: coreNodes, scores: nodeName(scores), softmax: nodeName(sm), context: nodeName(context) },
+      core: { nodes: coreNodes, scores: nodeName(scores), softmax: nodeName(sm), context: nodeName(context), ...(zeroAdds.length ? { zeroAdds } : {}) },
       scale: scaleKnown ? scale : undefined,
       hazards,
       failures,
@@ -489,7 +507,17 @@ class Matcher {
     return undefined;
   }
 
-  /** RoPE: Add(Mul(x, cos), Mul(rot(x), sin)), with rot(x) computed from x. */
+  /** The tensor under a chain of Cast / Identity nodes. */
+  private uncast(t: string): string {
+    for (let i = 0; i < 4; i++) {
+      const p = this.g.producer(t);
+      if (!p || (p.opType !== 'Cast' && p.opType !== 'Identity')) break;
+      t = p.input[0];
+    }
+    return t;
+  }
+
+  /** RoPE: Add(Mul(x, cos), Mul(rot(x), sin)), with rot(x) computed from x (or from the x under a Cast). */
   private ropeAt(add: NodeProto): Rope | undefined {
     const m0 = this.g.producer(add.input[0]);
     const m1 = this.g.producer(add.input[1]);
@@ -501,18 +529,20 @@ class Matcher {
       for (const i of [0, 1]) {
         const x = a.input[i];
         const cos = a.input[1 - i];
-        if (this.reaches(cos, x, 16)) continue;
+        // diffusers rotates x.float() and rotate(x).float(): the rotation is computed from x before the Cast
+        const xs = [x, this.uncast(x)];
+        if (xs.some((y) => this.reaches(cos, y, 16))) continue;
         for (const j of [0, 1]) {
           const rot = b.input[j];
           const sin = b.input[1 - j];
-          if (rot === x || this.reaches(sin, x, 16)) continue;
-          if (this.reaches(rot, x, 16)) {
+          if (xs.includes(rot) || xs.includes(this.uncast(rot)) || xs.some((y) => this.reaches(sin, y, 16))) continue;
+          if (xs.some((y) => this.reaches(rot, y, 16))) {
             return {
               output: add.output[0],
               input: x,
               cos,
               sin,
-              nodes: [nodeName(add), nodeName(a), nodeName(b), ...this.nodesBetween(rot, x, 16)],
+              nodes: [nodeName(add), nodeName(a), nodeName(b), ...new Set(xs.flatMap((y) => this.nodesBetween(rot, y, 16)))],
             };
           }
         }

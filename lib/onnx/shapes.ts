@@ -88,22 +88,120 @@ export class ShapeInfo {
   private readonly scalars = new Set<string>();
   /** Which folded values are floating point (so Div does not truncate). */
   private readonly floats = new Set<string>();
+  /** ONNX element types (TensorProto.DataType), where known. */
+  readonly types = new Map<string, number>();
 
-  constructor(readonly g: GraphIndex) {
-    for (const v of g.graph.input) this.setType(v.name, v.type);
-    for (const v of g.graph.valueInfo) if (!this.shapes.has(v.name)) this.setType(v.name, v.type);
-    for (const v of g.graph.output) if (!this.shapes.has(v.name)) this.setType(v.name, v.type);
+  /**
+   * `bind`: concrete shapes of graph inputs (the feeds of one run). With it every shape that
+   * follows from the inputs by ONNX semantics becomes concrete, and the graph's own value_info,
+   * whose dims may be symbols the exporter made up, only fills what inference leaves unknown.
+   */
+  constructor(
+    readonly g: GraphIndex,
+    bind?: ReadonlyMap<string, readonly number[]>,
+  ) {
+    for (const v of g.graph.input) {
+      const b = bind?.get(v.name);
+      this.setType(v.name, v.type);
+      if (b) this.shapes.set(v.name, [...b]);
+    }
+    const declared = [...g.graph.valueInfo, ...g.graph.output];
+    if (!bind) for (const v of declared) if (!this.shapes.has(v.name)) this.setType(v.name, v.type);
     for (const t of g.graph.initializer) {
       if (g.inputs.has(t.name)) continue;
       this.shapes.set(t.name, t.dims.map(Number));
       this.setConstValue(t.name);
     }
+    for (const t of g.graph.initializer) if (!this.types.has(t.name)) this.types.set(t.name, t.dataType);
     for (const n of g.graph.node) {
       try {
         this.infer(n);
       } catch {
         // unknown stays unknown
       }
+      try {
+        this.inferType(n);
+      } catch {
+        // unknown stays unknown
+      }
+    }
+    if (bind) {
+      for (const v of declared) {
+        const mine = this.shapes.get(v.name);
+        if (mine && mine.every((d) => typeof d === 'number')) continue;
+        const saved = new Map([[v.name, mine]]);
+        this.shapes.delete(v.name);
+        this.setType(v.name, v.type);
+        const theirs = this.shapes.get(v.name);
+        const prev = saved.get(v.name);
+        if (prev && theirs && prev.length === theirs.length) this.shapes.set(v.name, prev.map((d, i) => (typeof d === 'number' ? d : theirs[i])));
+        else if (prev && !theirs) this.shapes.set(v.name, prev);
+      }
+    }
+  }
+
+  /** Element type of a tensor (TensorProto.DataType), when known. */
+  elemType(name: string): number | undefined {
+    return this.types.get(name);
+  }
+
+  private inferType(n: NodeProto): void {
+    const set = (t: number | undefined, i = 0) => {
+      if (t !== undefined && n.output[i] && !this.types.has(n.output[i])) this.types.set(n.output[i], t);
+    };
+    const first = n.input[0] ? this.types.get(n.input[0]) : undefined;
+    if (n.domain !== '' && n.domain !== 'ai.onnx') {
+      if (n.domain === 'com.microsoft' && ['MultiHeadAttention', 'Attention', 'SkipLayerNormalization', 'SimplifiedLayerNormalization', 'SkipSimplifiedLayerNormalization', 'BiasGelu', 'FastGelu', 'QuickGelu', 'GroupNorm', 'BiasAdd'].includes(n.opType))
+        set(first);
+      return;
+    }
+    switch (n.opType) {
+      case 'Constant': {
+        const t = this.g.constTensor(n.output[0]);
+        set(t?.dataType);
+        return;
+      }
+      case 'Cast':
+        set(attrInt(n, 'to'));
+        return;
+      case 'CastLike':
+        set(n.input[1] ? this.types.get(n.input[1]) : undefined);
+        return;
+      case 'Shape':
+      case 'Size':
+      case 'NonZero':
+      case 'ArgMax':
+      case 'ArgMin':
+        set(7);
+        return;
+      case 'Equal':
+      case 'Less':
+      case 'LessOrEqual':
+      case 'Greater':
+      case 'GreaterOrEqual':
+      case 'Not':
+      case 'And':
+      case 'Or':
+      case 'Xor':
+      case 'IsNaN':
+      case 'IsInf':
+        set(9);
+        return;
+      case 'ConstantOfShape':
+        set(attr(n, 'value')?.t?.dataType ?? 1);
+        return;
+      case 'Where':
+        set(n.input[1] ? this.types.get(n.input[1]) : undefined);
+        return;
+      case 'Split':
+        for (let i = 0; i < n.output.length; i++) set(first, i);
+        return;
+      case 'If':
+      case 'Loop':
+      case 'Scan':
+        return;
+      default:
+        set(first);
     }
   }
 
@@ -123,6 +221,7 @@ export class ShapeInfo {
 
   private setType(name: string, type: TypeProto | undefined): void {
     if (type?.value.case !== 'tensorType') return;
+    if (type.value.value.elemType && !this.types.has(name)) this.types.set(name, type.value.value.elemType);
     const shp = type.value.value.shape;
     if (!shp) return;
     this.shapes.set(
@@ -413,6 +512,59 @@ export class ShapeInfo {
         const s = S(0);
         const t = V(1);
         if (s && t) set(broadcast([s, t.map((d) => (d === 1 ? undefined : d))]));
+        return;
+      }
+      case 'ConstantOfShape': {
+        const t = V(0);
+        if (t) set([...t]);
+        return;
+      }
+      case 'Resize':
+      case 'Upsample': {
+        const s = S(0);
+        if (!s) return;
+        const sizes = op === 'Resize' && n.input[3] ? V(3) : undefined;
+        if (sizes && sizes.length === s.length) {
+          set([...sizes]);
+          return;
+        }
+        const scales = op === 'Resize' ? (n.input[2] ? V(2) : undefined) : (V(1) ?? attr(n, 'scales')?.floats);
+        if (scales && scales.length === s.length)
+          set(s.map((d, i) => (typeof d === 'number' && typeof scales[i] === 'number' ? Math.floor(d * (scales[i] as number)) : scales[i] === 1 ? d : undefined)));
+        else set(s.map(() => undefined));
+        return;
+      }
+      case 'Pad': {
+        const s = S(0);
+        if (!s) return;
+        const pads = attrInts(n, 'pads') ?? (n.input[1] ? (V(1) as number[] | undefined) : undefined);
+        const axes = n.input[3] ? (V(3) as number[] | undefined) : s.map((_, i) => i);
+        if (!pads || !axes || pads.length !== 2 * axes.length) {
+          set(s.map(() => undefined));
+          return;
+        }
+        const r = [...s];
+        axes.forEach((a, i) => {
+          const ax = a < 0 ? a + s.length : a;
+          const d = r[ax];
+          r[ax] = typeof d === 'number' && typeof pads[i] === 'number' ? d + pads[i] + pads[i + axes.length] : undefined;
+        });
+        set(r);
+        return;
+      }
+      case 'Tile': {
+        const s = S(0);
+        const reps = V(1);
+        if (s && reps && reps.length === s.length) set(s.map((d, i) => mulDims(d, reps[i])));
+        return;
+      }
+      case 'Range': {
+        const [a, b, c] = [V(0), V(1), V(2)].map((v) => (v && v.length === 1 ? v[0] : undefined));
+        if (typeof a === 'number' && typeof b === 'number' && typeof c === 'number' && c !== 0) {
+          const len = Math.max(Math.ceil((b - a) / c), 0);
+          set([len]);
+          if (len <= MAX_VALUE_LENGTH) this.setValue(out, Array.from({ length: len }, (_, i) => a + i * c));
+        } else set([undefined]);
         return;
       }
       case 'MultiHeadAttention': {

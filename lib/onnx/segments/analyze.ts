@@ -94,9 +94,15 @@ function scaleDataInput(g: GraphIndex, shapes: ShapeInfo, p: NodeProto): string 
   return rank(a) >= rank(b) ? a : b;
 }
 
+/** Whether two tensors have the same known element type (a Cast between them changes nothing). */
+function sameType(shapes: ShapeInfo, a: string, b: string): boolean {
+  const ta = shapes.elemType(a);
+  return ta !== undefined && ta === shapes.elemType(b);
+}
+
 /**
  * Walks from the tensor entering the core up through the stream's layout and scale nodes (never
- * through a Cast: the cut keeps the core's dtype), collecting candidate cut tensors, nearest first.
+ * through a Cast that changes the type: the cut keeps the core's dtype), collecting candidate cut tensors, nearest first.
  * With `stopAt`, the walk ends when it reaches that tensor (the RoPE output).
  */
 function upward(g: GraphIndex, shapes: ShapeInfo, st: Stream, stopAt?: string): string[] {
@@ -110,7 +116,7 @@ function upward(g: GraphIndex, shapes: ShapeInfo, st: Stream, stopAt?: string): 
     if (!p) break;
     const name = nodeName(p);
     if (scale.has(name)) t = scaleDataInput(g, shapes, p);
-    else if (layout.has(name) && p.opType !== 'Cast') t = p.input[0];
+    else if (layout.has(name) && (p.opType !== 'Cast' || sameType(shapes, p.input[0], t))) t = p.input[0];
     else break;
     out.push(t);
   }

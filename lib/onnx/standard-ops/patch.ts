@@ -16,9 +16,10 @@
 // toma_plan_<g>_dest / _A, which the session threads (session.ts). The other blocks of the group
 // read the group's plan.
 import { performance } from 'node:perf_hooks';
-import type { NodeProto } from '../gen/onnx_pb';
+import type { GraphProto, NodeProto } from '../gen/onnx_pb';
 import { GraphIndex, nodeName } from '../graph';
 import { matchAttention, type AttentionBlock, type AttentionKind } from '../matcher';
+import { provablyZero } from '../zeros';
 import type { OnnxModel } from '../model';
 import { ShapeInfo, type Dim } from '../shapes';
 import type { SessionOptions } from '../session-types';
@@ -354,6 +355,38 @@ class Analyser {
   }
 }
 
+/**
+ * Removes the nodes that computed only orphaned tensors (the zeros a bypassed Add read, say): a node
+ * goes when nothing reads any of its outputs and none is a graph output. ONNX's standard ops have
+ * no side effects, so this changes no result; it keeps dense [N, N] constants out of the file.
+ */
+function sweepDeadNodes(graph: GraphProto, orphans: Set<string>, g: GraphIndex): void {
+  const readers = new Map<string, number>();
+  for (const n of graph.node) for (const t of nodeReads(n)) readers.set(t, (readers.get(t) ?? 0) + 1);
+  for (const o of graph.output) readers.set(o.name, (readers.get(o.name) ?? 0) + 1);
+  const producerOf = new Map<string, NodeProto>();
+  for (const n of graph.node) for (const o of n.output) if (o) producerOf.set(o, n);
+  const dead = new Set<NodeProto>();
+  const stack = [...orphans];
+  while (stack.length) {
+    const t = stack.pop()!;
+    const p = producerOf.get(t);
+    if (!p || dead.has(p) || (p.domain !== '' && p.domain !== 'ai.onnx')) continue;
+    if (p.output.some((o) => o && (readers.get(o) ?? 0) > 0)) continue;
+    dead.add(p);
+    for (const i of nodeReads(p)) {
+      readers.set(i, (readers.get(i) ?? 0) - 1);
+      stack.push(i);
+    }
+  }
+  if (!dead.size) return;
+  const nodes = graph.node.filter((n) => !dead.has(n));
+  graph.node.splice(0, graph.node.length, ...nodes);
+  const unread = new Set([...readers].filter(([, c]) => c <= 0).map(([t]) => t));
+  const inits = graph.initializer.filter((t) => !unread.has(t.name) || g.inputs.has(t.name) || readers.get(t.name) === undefined);
+  graph.initializer.splice(0, graph.initializer.length, ...inits);
+}
+
 function opsetOf(model: OnnxModel): number {
   const e = model.proto.opsetImport.find((x) => x.domain === '' || x.domain === 'ai.onnx');
   return e ? Number(e.version) : 0;
@@ -626,6 +659,15 @@ export function patchGraph(model: OnnxModel, options: PatchOptions, inputLabel =
           for (const m of r.muls) m.input.forEach((t, i) => t === table && (m.input[i] = gathered!));
         }
       }
+      // zeros added to the scores (baddbmm, beta=0) have the dense [.., N, N] shape: bypass them
+      for (const za of w.block.boundaries.core.zeroAdds ?? []) {
+        const n = an.byName.get(za);
+        if (!n) continue;
+        const keep = n.input.find((t) => !provablyZero(g, t)) ?? n.input[0];
+        for (const t of n.input) if (t !== keep) orphans.add(t);
+        n.opType = 'Identity';
+        n.input.splice(0, n.input.length, keep);
+      }
       // sequence lengths baked into shape constants: -1 / 0, on a private copy of the constant
       const byNode = new Map<NodeProto, BlockWork['rewrites']>();
       for (const r of w.rewrites) byNode.set(r.node, [...(byNode.get(r.node) ?? []), r]);
@@ -670,6 +712,7 @@ export function patchGraph(model: OnnxModel, options: PatchOptions, inputLabel =
       graph.initializer.splice(0, graph.initializer.length, ...inits);
       const nodes = graph.node.filter((n) => !(n.opType === 'Constant' && n.output.length === 1 && dead.has(n.output[0])));
       graph.node.splice(0, graph.node.length, ...nodes);
+      sweepDeadNodes(graph, orphans, g);
     }
   }
 
