@@ -39,9 +39,36 @@ export interface InspectReport {
   };
 }
 
-export async function inspect(path: string, o: ReadOptions = {}): Promise<InspectReport> {
+export interface InspectOptions extends ReadOptions {
+  /**
+   * Shapes of the model's inputs (one run's feeds), for models exported with dynamic shapes: with
+   * them every block's grid and token count is known, as createSession learns them at run().
+   */
+  inputShapes?: Record<string, number[]>;
+}
+
+function checkInputShapes(v: unknown): Map<string, number[]> | undefined {
+  if (v === undefined) return undefined;
+  if (v === null || typeof v !== 'object' || Array.isArray(v))
+    throw new TypeError(`options.inputShapes must be an object { inputName: dims[] }, got ${Array.isArray(v) ? 'an array' : String(v)}`);
+  const m = new Map<string, number[]>();
+  for (const [k, dims] of Object.entries(v as Record<string, unknown>)) {
+    if (!Array.isArray(dims) || !dims.every((d) => Number.isInteger(d) && d >= 0))
+      throw new TypeError(`options.inputShapes.${k} must be an array of integers >= 0, got ${JSON.stringify(dims)}`);
+    m.set(k, dims as number[]);
+  }
+  return m;
+}
+
+export async function inspect(path: string, o: InspectOptions = {}): Promise<InspectReport> {
+  if (o === null || typeof o !== 'object') throw new TypeError(`options must be an object, got ${String(o)}`);
+  const bind = checkInputShapes(o.inputShapes);
   const model = await readModel(path, o);
-  const report = matchAttention(model);
+  if (bind) {
+    const names = new Set(model.proto.graph!.input.map((v) => v.name));
+    for (const k of bind.keys()) if (!names.has(k)) throw new TypeError(`options.inputShapes.${k}: the model has no input '${k}' (inputs: ${[...names].join(', ')})`);
+  }
+  const report = matchAttention(model, bind);
   const p = model.proto;
   return {
     blocks: report.blocks.map((b) => ({

@@ -140,9 +140,13 @@ const SHAPE_CHAIN_OPS = new Set([
 
 class TraceError extends Error {}
 
-export function matchAttention(model: OnnxModel): MatchReport {
+/**
+ * `bind`: concrete shapes of the graph inputs (one run's feeds). Dynamic-shape models tell their
+ * token grids, token counts and prefix lengths only with it; without it they stay symbolic.
+ */
+export function matchAttention(model: OnnxModel, bind?: ReadonlyMap<string, readonly number[]>): MatchReport {
   const g = new GraphIndex(model.proto.graph!, model);
-  const shapes = new ShapeInfo(g);
+  const shapes = new ShapeInfo(g, bind);
   const m = new Matcher(g, shapes);
   return m.run();
 }

@@ -27,6 +27,7 @@ import { matchAttention, type AttentionBlock } from './matcher';
 import { externalLocations, readModel, writeModel, type OnnxModel } from './model';
 import type { OrtRunOptions, OrtSessionOptions, OrtTensor, SessionOptions, SessionStats, TomaSession } from './session-types';
 import { ShapeInfo } from './shapes';
+import { SpecializedSession, needsBinding, type Bind } from './specialize';
 import { analyzeBlock, nodesByName, type BlockCut } from './segments/analyze';
 import { buildPieces, pieceGraph, type CutSpec, type PieceSpec } from './segments/pieces';
 import { elemTypeOf, elemTypeOfInfo, loadOrt, typedValueInfo, type Ort } from './segments/ort';
@@ -140,7 +141,7 @@ interface Runtime {
   session?: import('onnxruntime-node').InferenceSession;
 }
 
-class SegmentSession implements TomaSession {
+export class SegmentSession implements TomaSession {
   private step = 0;
   private runs = 0;
   private ortMs = 0;
@@ -398,15 +399,9 @@ async function pieceWriter(model: OnnxModel, tmpRoot: string | undefined, warn: 
 // ---------------------------------------------------------------------------------------------
 
 /** toma.onnx.createSession(path, { mode: 'segments', ... }): see the file's header. */
-export async function createSegmentSession(file: string, options: SegmentOptions, ortOptions: OrtSessionOptions = {}): Promise<TomaSession> {
+export async function createSegmentSession(file: string, options: SegmentOptions, ortOptions: OrtSessionOptions = {}): Promise<SpecializedSession<SegmentSession>> {
   if (options === null || typeof options !== 'object') throw new TypeError('options must be an object { ratio, ... }');
   const ort = loadOrt();
-  const warnings: string[] = [];
-  const emit = options.onWarning ?? ((m: string) => process.emitWarning(m, { code: 'TOMA_SEGMENTS' }));
-  const warn = (m: string) => {
-    warnings.push(m);
-    emit(m);
-  };
   if (options.mode !== undefined && options.mode !== 'segments')
     throw new RangeError(`options.mode must be 'segments' here, got ${String(options.mode)}`);
   if (options.rope !== undefined && options.rope !== 'destination' && options.rope !== 'rotated')
@@ -416,13 +411,35 @@ export async function createSegmentSession(file: string, options: SegmentOptions
   for (const [k, v] of Object.entries(options)) if (!SESSION_KEYS.has(k)) procOptions[k] = v;
   procOptions.ratio = options.ratio;
   // validates every processor option (ratio, intervals, dense, group, method, ...) now
-  let processor = createProcessor(procOptions as never);
+  createProcessor(procOptions as never);
 
   const model = await readModel(file);
+  const build = (bind: Bind | undefined) => buildSegmentSession(ort, model, options, procOptions, ortOptions, bind, userGrid);
+  if (!needsBinding(model, userGrid)) return new SpecializedSession(model, build, 'segments', await build(undefined));
+  return new SpecializedSession(model, build, 'segments');
+}
+
+/** The segment session for one set of input shapes (`bind`; undefined: the model's static shapes). */
+async function buildSegmentSession(
+  ort: Ort,
+  model: OnnxModel,
+  options: SegmentOptions,
+  procOptions: Record<string, unknown>,
+  ortOptions: OrtSessionOptions,
+  bind: Bind | undefined,
+  userGrid: [number, number] | undefined,
+): Promise<SegmentSession> {
+  const warnings: string[] = [];
+  const emit = options.onWarning ?? ((m: string) => process.emitWarning(m, { code: 'TOMA_SEGMENTS' }));
+  const warn = (m: string) => {
+    warnings.push(m);
+    emit(m);
+  };
+  let processor = createProcessor(procOptions as never);
   const g = new GraphIndex(model.proto.graph!, model);
-  const shapes = new ShapeInfo(g);
+  const shapes = new ShapeInfo(g, bind);
   const nodes = nodesByName(g);
-  const match = matchAttention(model);
+  const match = matchAttention(model, bind);
 
   // 1. which blocks can be cut, and on which grid
   const blocks: SegmentBlock[] = [];

@@ -5,7 +5,7 @@
 // Shape -> Slice -> Cast -> Sqrt -> Reciprocal -> Sqrt). Anything not understood is left unknown;
 // nothing here throws on an unfamiliar graph.
 import type { NodeProto, TypeProto } from './gen/onnx_pb';
-import { attr, attrInt, attrInts, type GraphIndex } from './graph';
+import { attr, attrInt, attrInts, tensorValues, type GraphIndex } from './graph';
 
 export type Dim = number | string | undefined;
 export type Shape = Dim[];
@@ -20,7 +20,7 @@ const SAME_SHAPE = new Set([
   'SimplifiedLayerNormalization', 'RMSNormalization', 'SkipLayerNormalization', 'SkipSimplifiedLayerNormalization',
   'LpNormalization', 'MeanVarianceNormalization', 'QuickGelu', 'BiasGelu',
 ]);
-const BROADCAST = new Set(['Add', 'Sub', 'Mul', 'Div', 'Pow', 'Max', 'Min', 'Equal', 'Less', 'Greater', 'And', 'Or', 'Where', 'Mod', 'PRelu', 'Sum', 'Mean']);
+const BROADCAST = new Set(['Add', 'Sub', 'Mul', 'Div', 'Pow', 'Max', 'Min', 'Less', 'Greater', 'And', 'Or', 'Mod', 'PRelu', 'Sum', 'Mean']);
 const REDUCE = new Set(['ReduceMean', 'ReduceSum', 'ReduceMax', 'ReduceMin', 'ReduceProd', 'ReduceL2', 'ReduceSumSquare']);
 
 // ---------------------------------------------------------------------------------------------
@@ -343,6 +343,47 @@ export class ShapeInfo {
           r[neg] = s && others.every((d) => d !== undefined) ? divDims(product(s), product(others)) : undefined;
         }
         set(r);
+        // a short vector reshaped to a vector (torch's shape arithmetic) keeps its values
+        const v = V(0);
+        if (v && r.length === 1 && r[0] === v.length) this.setValue(out, v);
+        return;
+      }
+      case 'Equal': {
+        set(broadcast([S(0), S(1)]));
+        const a = V(0);
+        const b = V(1);
+        if (a && b && (a.length === b.length || a.length === 1 || b.length === 1)) {
+          const len = Math.max(a.length, b.length);
+          const r: Dim[] = [];
+          for (let i = 0; i < len; i++) {
+            const x = a[a.length === 1 ? 0 : i];
+            const y = b[b.length === 1 ? 0 : i];
+            // a symbolic dim is never negative: it differs from every negative constant
+            if (typeof x === 'number' && typeof y === 'number') r.push(x === y ? 1 : 0);
+            else if ((typeof x === 'string' && typeof y === 'number' && y < 0) || (typeof y === 'string' && typeof x === 'number' && x < 0)) r.push(0);
+            else if (typeof x === 'string' && x === y) r.push(1);
+            else r.push(undefined);
+          }
+          this.setValue(out, r, this.isScalar(n.input[0]) && this.isScalar(n.input[1]));
+        }
+        return;
+      }
+      case 'Where': {
+        set(broadcast([S(0), S(1), S(2)]));
+        const [c, a, b] = [V(0), V(1), V(2)];
+        if (c && a && b) {
+          const len = Math.max(c.length, a.length, b.length);
+          if ([c, a, b].every((x) => x.length === len || x.length === 1)) {
+            const at = (x: Dim[], i: number) => x[x.length === 1 ? 0 : i];
+            const r: Dim[] = [];
+            for (let i = 0; i < len; i++) {
+              const k = at(c, i);
+              r.push(k === undefined || typeof k !== 'number' ? undefined : k ? at(a, i) : at(b, i));
+            }
+            this.setValue(out, r);
+            if (this.floats.has(n.input[1])) this.floats.add(out);
+          }
+        }
         return;
       }
       case 'Flatten': {
@@ -516,7 +557,14 @@ export class ShapeInfo {
       }
       case 'ConstantOfShape': {
         const t = V(0);
-        if (t) set([...t]);
+        if (!t) return;
+        set([...t]);
+        const count = t.every((d) => typeof d === 'number') ? (t as number[]).reduce((a, b) => a * b, 1) : undefined;
+        if (count !== undefined && t.length <= 1 && count <= MAX_VALUE_LENGTH) {
+          const vt = attr(n, 'value')?.t;
+          const v = vt ? (this.g.constValues(n.output[0]) === undefined ? tensorFill(vt) : undefined) : 0;
+          if (v !== undefined) this.setValue(out, new Array(count).fill(v));
+        }
         return;
       }
       case 'Resize':
@@ -590,6 +638,12 @@ export class ShapeInfo {
         }
     }
   }
+}
+
+/** The single value a ConstantOfShape fills with. */
+function tensorFill(t: import('./gen/onnx_pb').TensorProto): number | undefined {
+  const v = tensorValues(t, undefined, 1);
+  return v && v.length === 1 ? v[0] : undefined;
 }
 
 function sliceRange(d: number, start: number, end: number, step: number): [number, number, number] {

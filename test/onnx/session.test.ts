@@ -183,11 +183,18 @@ describe('reuse schedule across run() calls', () => {
 });
 
 describe('errors and models it cannot patch', () => {
-  test('PP-OCRv4 without a grid: a TypeError naming options.grid; a grid that does not fit the tokens: a RangeError at run()', async () => {
-    await expect(toma.onnx.createSession(PPOCR, { ratio: 0.5 })).rejects.toThrow(TypeError);
-    await expect(toma.onnx.createSession(PPOCR, { ratio: 0.5 })).rejects.toThrow(/options\.grid: required for 'p2o\.Softmax\.0', 'p2o\.Softmax\.1'.*pass grid/);
-    const s = await toma.onnx.createSession(PPOCR, { ratio: 0.5, grid: [1, 30] });
+  test('PP-OCRv4 (dynamic width) without a grid: inferred from the input shape at run(); a grid that does not fit the tokens: a RangeError at run()', async () => {
     const ref = await original(PPOCR, undefined, { x: [1, 3, 48, 320] });
+    const inferred = await toma.onnx.createSession(PPOCR, { ratio: 0.5, dense: [] });
+    expect(inferred.stats().patchedBlocks).toEqual([]); // nothing is known before the shapes are
+    const merged = await inferred.run(ref.feeds);
+    expect((inferred.stats() as SegmentSessionStats).blocks.map((b) => [b.status, b.grid])).toEqual([
+      ['patched', [1, 40]],
+      ['patched', [1, 40]],
+    ]);
+    expect(relErr(f32(ref.out[ref.names[0]]), f32(merged[ref.names[0]]))).toBeGreaterThan(0);
+    await inferred.release();
+    const s = await toma.onnx.createSession(PPOCR, { ratio: 0.5, grid: [1, 30] });
     await expect(s.run(ref.feeds)).rejects.toThrow(RangeError);
     await expect(s.run(ref.feeds)).rejects.toThrow(/block 'p2o\.Softmax\.0': 40 image tokens do not form the grid \[1,30\] \(options\.grid\)/);
     await s.release();

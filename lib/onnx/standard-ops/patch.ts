@@ -23,6 +23,7 @@ import { provablyZero } from '../zeros';
 import type { OnnxModel } from '../model';
 import { ShapeInfo, type Dim } from '../shapes';
 import type { SessionOptions } from '../session-types';
+import type { Bind } from '../specialize';
 import { checkRatio, resolveOptions, type ProcessorOptions, type ResolvedOptions } from '../../processor/options';
 import type { Region } from '../../types';
 import { DT, GraphBuilder, Names, nodeReads, topoSort, valueInfo, type ElemType } from './builder';
@@ -396,7 +397,7 @@ function opsetOf(model: OnnxModel): number {
  * Patches `model` in place (its graph; weights are untouched and stay where they are). Returns the
  * report; nothing is written.
  */
-export function patchGraph(model: OnnxModel, options: PatchOptions, inputLabel = model.source.path ?? '<buffer>'): PatchReport {
+export function patchGraph(model: OnnxModel, options: PatchOptions, inputLabel = model.source.path ?? '<buffer>', bind?: Bind): PatchReport {
   const t0 = performance.now();
   const { proc, o } = resolvePatchOptions(options);
   const opset = opsetOf(model);
@@ -411,9 +412,9 @@ export function patchGraph(model: OnnxModel, options: PatchOptions, inputLabel =
   const precision = o.precision ?? 'float64';
   const graph = model.proto.graph!;
   const g = new GraphIndex(graph, model);
-  const shapes = new ShapeInfo(g);
+  const shapes = new ShapeInfo(g, bind);
   const an = new Analyser(g, shapes);
-  const { blocks } = matchAttention(model);
+  const { blocks } = matchAttention(model, bind);
 
   // 1. which blocks, which groups
   const reports: PatchedBlock[] = [];

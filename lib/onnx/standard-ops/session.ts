@@ -12,6 +12,7 @@ import type { ProcessorStats } from '../../processor/processor';
 import { planAction, type GroupHistory, type PlanAction } from '../../processor/schedule';
 import { patchGraph, resolvePatchOptions, CONTROL_INPUT, type PatchOptions, type PatchReport } from './patch';
 import { RECOMPUTE } from './toma-graph';
+import { SpecializedSession, needsBinding, type Bind } from '../specialize';
 
 type Ort = typeof import('onnxruntime-node');
 
@@ -65,13 +66,66 @@ async function createOrtSession(ort: Ort, model: Awaited<ReturnType<typeof readM
  * A TomaSession running the model rewritten with ToMA in standard ONNX operators (any execution
  * provider). options.ratio 0 runs the model as exported.
  */
-export async function createStandardOpsSession(file: string, options: SessionOptions, ortOptions?: OrtSessionOptions): Promise<StandardOpsSession> {
+export async function createStandardOpsSession(
+  file: string,
+  options: SessionOptions,
+  ortOptions?: OrtSessionOptions,
+): Promise<StandardOpsSession & SpecializedSession<StandardOpsSession>> {
   if (typeof file !== 'string' || file.length === 0)
     throw new TypeError(`path: expected the path of an .onnx file, got ${typeof file === 'string' ? 'an empty string' : typeof file}`);
-  const { proc } = resolvePatchOptions({ ...(options as PatchOptions), planIO: 'required' });
+  resolvePatchOptions({ ...(options as PatchOptions), planIO: 'required' });
   const ort = loadOrt();
   const model = await readModel(file);
-  const report = patchGraph(model, { ...(options as PatchOptions), planIO: 'required' }, model.source.path);
+  // patchGraph rewrites the graph it is given: each shape variant patches a fresh read of the file
+  let first: typeof model | undefined = model;
+  const build = async (bind: Bind | undefined) => {
+    const m = first ?? (await readModel(file));
+    first = undefined;
+    return buildStandardOpsSession(ort, file, m, options, ortOptions, bind);
+  };
+  const grid = (options as PatchOptions).grid;
+  if (!needsBinding(model, grid)) return new StandardOpsSpecialized(model, build, await build(undefined));
+  // before the first run: what the rewrite finds without the input shapes (a throwaway read)
+  const preview = patchGraph(await readModel(file), { ...(options as PatchOptions), planIO: 'required' }, model.source.path);
+  return new StandardOpsSpecialized(model, build, undefined, preview);
+}
+
+/** The standard-ops session over shape variants; `report` is the last run's variant's (a preview before it). */
+class StandardOpsSpecialized extends SpecializedSession<StandardOpsSession> implements StandardOpsSession {
+  constructor(
+    model: Awaited<ReturnType<typeof readModel>>,
+    build: (bind: Bind | undefined) => Promise<StandardOpsSession>,
+    first?: StandardOpsSession,
+    private readonly preview?: PatchReport,
+  ) {
+    super(model, build, 'standard-ops', first);
+  }
+
+  get report(): PatchReport {
+    return this.current?.report ?? this.preview!;
+  }
+
+  stats(): StandardOpsStats & { variants: number } {
+    const s = super.stats() as StandardOpsStats & { variants: number };
+    if (!this.current) return { ...s, mode: 'standard-ops', processor: emptyProcessorStats(), actions: [] };
+    return s;
+  }
+}
+
+function emptyProcessorStats(): ProcessorStats {
+  return { images: 0, step: 0, plansComputed: 0, weightsRecomputed: 0, plansReused: 0, blocksMerged: 0, blocksDense: 0, planMs: 0, attentionMs: 0, meanRatio: 0 };
+}
+
+async function buildStandardOpsSession(
+  ort: Ort,
+  file: string,
+  model: Awaited<ReturnType<typeof readModel>>,
+  options: SessionOptions,
+  ortOptions: OrtSessionOptions | undefined,
+  bind: Bind | undefined,
+): Promise<StandardOpsSession> {
+  const { proc } = resolvePatchOptions({ ...(options as PatchOptions), planIO: 'required' });
+  const report = patchGraph(model, { ...(options as PatchOptions), planIO: 'required' }, model.source.path, bind);
   const noGrid = report.blocks.filter((b) => b.needsGrid);
   if (noGrid.length)
     throw new TypeError(
