@@ -61,11 +61,15 @@ export class GraphIndex {
     return this.consumers.get(name) ?? [];
   }
 
-  /** The tensor behind a constant value: an initializer (not overridden by a graph input) or a Constant node. */
-  constTensor(name: string): TensorProto | undefined {
+  /**
+   * The tensor behind a constant value: an initializer (not overridden by a graph input), a
+   * Constant node, or an Identity of one (torch's exporter reads shared weights through Identity).
+   */
+  constTensor(name: string, depth = 0): TensorProto | undefined {
     const init = this.initializers.get(name);
     if (init) return this.inputs.has(name) ? undefined : init;
     const p = this.producer(name);
+    if (p && p.opType === 'Identity' && (p.domain === '' || p.domain === 'ai.onnx') && depth < 8) return this.constTensor(p.input[0], depth + 1);
     if (p && p.opType === 'Constant' && (p.domain === '' || p.domain === 'ai.onnx')) {
       const a = p.attribute.find((x) => x.name === 'value');
       if (a?.t) return a.t;

@@ -82,8 +82,12 @@ export interface AttentionBlock {
   grid?: [number, number];
   /** Where the grid comes from: the NCHW feature map that becomes the tokens. */
   gridSource?: { tensor: string; dims: Dim[] };
-  /** Joint attention: number of prefix (text) tokens in front of the image tokens. */
+  /** Text tokens in front of the image tokens (joint attention; a self block over [text; image]). */
   prefix?: number;
+  /** Text tokens after the image tokens (SD3's joint attention puts the image first). */
+  suffix?: number;
+  /** The graph input the image tokens come from, when the graph takes tokens (no NCHW map). */
+  tokensInput?: string;
   /** Sequence length of q (image tokens, or prefix + image for joint), when known. */
   tokens?: Dim;
   /** Softmax scale, when it is a constant or folds to one; undefined = unknown. */
@@ -116,8 +120,8 @@ export interface AttentionBlock {
     };
     /** Nodes from the core output to the head-merged [B, S, C] tensor, and that tensor. */
     headMerge: { nodes: string[]; output: string };
-    /** Joint: the Slice nodes splitting text / image after the head merge. */
-    split?: { text: string; image: string; textOutput: string; imageOutput: string };
+    /** Joint: the Slice nodes splitting text / image after the head merge (no text part when it is dropped). */
+    split?: { text?: string; image: string; textOutput?: string; imageOutput: string };
     /** Output projection (image stream for joint), and the text output projection for joint. */
     toOut?: Projection;
     toAddOut?: Projection;
@@ -139,6 +143,16 @@ const SHAPE_CHAIN_OPS = new Set([
 ]);
 
 class TraceError extends Error {}
+
+interface GridFind {
+  grid?: [number, number];
+  source?: { tensor: string; dims: Dim[] };
+  why?: string;
+  /** The graph input the tokens come from (no NCHW map). */
+  tokensInput?: string;
+  /** The tokens were joined from parts along the token axis: text tokens before / after the image part. */
+  sequence?: { before: Dim; after: Dim; concat: string; part: number };
+}
 
 /**
  * `bind`: concrete shapes of the graph inputs (one run's feeds). Dynamic-shape models tell their
@@ -562,9 +576,10 @@ class Matcher {
     nodes: string[];
     output: string;
     toOut?: Projection;
-    toAddOut?: Projection;
-    split?: AttentionBlock['boundaries']['split'];
-    failure?: string;
+    /** Joint attention: the Slices of the head-merged output (text and image, in either order; one when the text part is dropped). */
+    parts?: Array<{ node: string; start?: number; output: string; proj?: Projection }>;
+    /** Why no output projection was found (a fact, not a failure: segment mode does not need one). */
+    note?: string;
   } {
     const nodes: string[] = [];
     let t = start;
@@ -579,28 +594,26 @@ class Matcher {
         const proj = this.projectionFrom(cons[0], t);
         if (proj) return { nodes, output: t, toOut: proj };
       }
-      const slices = cons.filter((c) => c.opType === 'Slice');
-      if (slices.length === 2 && cons.length === 2) {
-        const starts = slices.map((sl) => this.sliceStart(sl));
-        const textIdx = starts[0] === 0 ? 0 : starts[1] === 0 ? 1 : -1;
-        if (textIdx >= 0) {
-          const text = slices[textIdx];
-          const image = slices[1 - textIdx];
-          const tp = this.projectionFromTensor(text.output[0]);
-          const ip = this.projectionFromTensor(image.output[0]);
-          return {
-            nodes,
-            output: t,
-            toOut: ip,
-            toAddOut: tp,
-            split: { text: nodeName(text), image: nodeName(image), textOutput: text.output[0], imageOutput: image.output[0] },
-            failure: ip && tp ? undefined : 'the split attention output does not feed two output projections',
-          };
-        }
+      const slices = cons.filter((c) => c.opType === 'Slice' && this.sliceAxis(c) === 1);
+      if (slices.length && slices.length === cons.length && slices.length <= 2) {
+        return {
+          nodes,
+          output: t,
+          parts: slices.map((sl) => ({ node: nodeName(sl), start: this.sliceStart(sl), output: sl.output[0], proj: this.projectionFromTensor(sl.output[0]) })),
+        };
       }
-      return { nodes, output: t, failure: `the attention output ${t} is not followed by an output projection` };
+      return { nodes, output: t, note: `the attention output ${t} is not followed by an output projection (read by ${cons.map((c) => c.opType).join(', ') || 'nothing'})` };
     }
-    return { nodes, output: t, failure: 'the head merge is too long' };
+    return { nodes, output: t, note: 'the head merge is too long to follow' };
+  }
+
+  /** The axis a Slice cuts (a single axis; undefined when it cuts several or it cannot tell). */
+  private sliceAxis(sl: NodeProto): number | undefined {
+    const axes = attrInts(sl, 'axes') ?? (sl.input[3] ? (this.s.value(sl.input[3]) as number[] | undefined) : undefined);
+    const rank = this.s.shape(sl.input[0])?.length;
+    if (!axes) return sl.input.length >= 4 || attrInts(sl, 'starts') ? undefined : undefined;
+    if (axes.length !== 1 || typeof axes[0] !== 'number') return undefined;
+    return axes[0] < 0 && rank ? axes[0] + rank : axes[0];
   }
 
   private projectionFrom(c: NodeProto, t: string): Projection | undefined {
@@ -648,12 +661,23 @@ class Matcher {
     const hazards = [...a.hazards];
     const notes: string[] = [];
     const failures = [...a.failures];
-    if (down.failure) failures.push(down.failure);
+    if (down.note) notes.push(down.note);
 
-    const joint = !!q.concat && q.projections.length >= 2;
-    const imageProj = q.projections[q.projections.length - 1];
-    const textProj = joint ? q.projections[0] : undefined;
-    const kImage = k.projections[k.projections.length - 1];
+    const joint = !!q.concat && q.projections.length === 2 && q.concat.parts.length === 2;
+    if (q.concat && q.projections.length > 2) failures.push(`q joins ${q.projections.length} projected streams; toma merges one image stream with one text stream`);
+    // Which part of a joint sequence holds the image: the one whose tokens come from an NCHW map
+    // (SD3 puts the image first); where neither or both do, the last (Flux puts the text first).
+    let imageIndex = q.projections.length - 1;
+    if (joint) {
+      const fromMap = q.projections.map((pr) => {
+        const fg = this.findGrid(pr.input);
+        return !!(fg.grid || fg.source);
+      });
+      if (fromMap.filter(Boolean).length === 1) imageIndex = fromMap.indexOf(true);
+    }
+    const imageProj = q.projections[imageIndex];
+    const textProj = joint ? q.projections[1 - imageIndex] : undefined;
+    const kImage = joint ? k.projections[imageIndex] : k.projections[k.projections.length - 1];
     let kind: AttentionKind = 'self';
     if (joint) kind = 'joint';
     else if (imageProj && kImage && kImage.input !== imageProj.input) kind = 'cross';
@@ -699,15 +723,45 @@ class Matcher {
     if (!grid.grid) notes.push(grid.why ?? 'token grid unknown: pass grid');
     if (q.rope) notes.push(`RoPE on q and k (cos ${q.rope.cos}, sin ${q.rope.sin}): a merged token takes its destination's rotary position`);
 
-    // prefix for joint attention
+    // text tokens beside the image ones: a joint block's other stream, or a self block whose token
+    // sequence was concatenated from text and image upstream (Flux's single-stream blocks)
     let prefix: number | undefined;
+    let suffix: number | undefined;
     if (joint && q.concat) {
-      const first = this.s.shape(q.concat.parts[0]);
-      const axisLen = first?.length ?? 0;
-      const ax = q.concat.axis < 0 ? q.concat.axis + axisLen : q.concat.axis;
-      const p = first?.[ax];
-      if (typeof p === 'number') prefix = p;
-      else notes.push('prefix length unknown: the text part of the concat has no static length');
+      const lens = q.concat.parts.map((part) => {
+        const shp = this.s.shape(part);
+        const ax = q.concat!.axis < 0 ? q.concat!.axis + (shp?.length ?? 0) : q.concat!.axis;
+        return shp?.[ax];
+      });
+      const before = lens.slice(0, imageIndex);
+      const after = lens.slice(imageIndex + 1);
+      if ([...before, ...after].every((d) => typeof d === 'number')) {
+        prefix = (before as number[]).reduce((x, y) => x + y, 0);
+        suffix = (after as number[]).reduce((x, y) => x + y, 0);
+      } else notes.push('text length unknown: the text part of the joint sequence has no known length');
+    } else if (grid.sequence) {
+      const { before, after } = grid.sequence;
+      if (typeof before === 'number' && typeof after === 'number') {
+        prefix = before;
+        suffix = after;
+      } else notes.push('text length unknown: the text part of the token sequence has no known length');
+    }
+    if (prefix || suffix) notes.push(`${prefix ? `${prefix} text tokens before` : ''}${prefix && suffix ? ' and ' : ''}${suffix ? `${suffix} text tokens after` : ''} the image tokens, never merged`);
+
+    // joint output: which Slice of the head-merged output is the image (its start is the image's offset)
+    let split: AttentionBlock['boundaries']['split'];
+    let toOut = down.toOut;
+    let toAddOut: Projection | undefined;
+    if (down.parts) {
+      const imageStart = imageIndex === 0 ? 0 : prefix;
+      const img = down.parts.find((pt) => pt.start === imageStart) ?? (imageIndex > 0 ? down.parts.find((pt) => pt.start !== 0) : undefined);
+      const txt = down.parts.find((pt) => pt !== img);
+      if (img) {
+        split = { image: img.node, imageOutput: img.output, ...(txt ? { text: txt.node, textOutput: txt.output } : {}) };
+        toOut = img.proj;
+        toAddOut = txt?.proj;
+        if (!txt) notes.push('the text part of the attention output is not used (a last joint block, context_pre_only)');
+      } else notes.push('the Slices of the attention output do not show which part is the image');
     }
 
     // hazards: shape constants that bake the sequence length
@@ -770,7 +824,9 @@ class Matcher {
       headDim,
       grid: grid.grid,
       gridSource: grid.source,
+      ...(grid.tokensInput ? { tokensInput: grid.tokensInput } : {}),
       prefix,
+      ...(suffix ? { suffix } : {}),
       tokens,
       scale,
       patchable,
@@ -787,9 +843,9 @@ class Matcher {
         v,
         core: a.core,
         headMerge: { nodes: down.nodes, output: down.output },
-        split: down.split,
-        toOut: down.toOut,
-        toAddOut: down.toAddOut,
+        split,
+        toOut,
+        toAddOut,
       },
     };
   }
@@ -811,8 +867,12 @@ class Matcher {
     return { heads: 0, headDim: 0 };
   }
 
-  /** Walks up from the norm output through per-token ops to the Reshape that made tokens of an NCHW map. */
-  private findGrid(start: string): { grid?: [number, number]; source?: { tensor: string; dims: Dim[] }; why?: string } {
+  /**
+   * Walks up from the norm output through per-token ops to the Reshape that made tokens of an NCHW
+   * map. A Concat along the token axis (text and image tokens joined into one sequence) is followed
+   * into its image part: the one made from an NCHW map, else the last (text first, as Flux).
+   */
+  private findGrid(start: string, depth = 0): GridFind {
     const seen = new Set<string>();
     const queue = [start];
     let reachedTokensInput: string | undefined;
@@ -837,6 +897,19 @@ class Matcher {
         if (this.g.isConst(p.input[1])) queue.push(p.input[0]);
         continue;
       }
+      if (p.opType === 'Concat' && depth < 2) {
+        const rank = this.s.shape(t)?.length;
+        const axis = attrInt(p, 'axis', 0)!;
+        if (rank === 3 && (axis === 1 || axis === -2) && p.input.length >= 2) {
+          const parts = p.input.map((x) => this.findGrid(x, depth + 1));
+          const fromMap = parts.map((x) => !!(x.grid || x.source));
+          const image = fromMap.filter(Boolean).length === 1 ? fromMap.indexOf(true) : p.input.length - 1;
+          const lens = p.input.map((x) => this.s.shape(x)?.[1]);
+          const sum = (ds: Dim[]) => ds.reduce<Dim>((acc, d) => (typeof acc === 'number' && typeof d === 'number' ? acc + d : undefined), 0);
+          return { ...parts[image], sequence: { before: sum(lens.slice(0, image)), after: sum(lens.slice(image + 1)), concat: nodeName(p), part: image } };
+        }
+        continue;
+      }
       if (p.opType === 'Reshape' || p.opType === 'Transpose' || p.opType === 'Concat' || p.opType === 'Slice') continue;
       for (const i of p.input) {
         if (!i || this.g.isConst(i)) continue;
@@ -845,7 +918,7 @@ class Matcher {
         queue.push(i);
       }
     }
-    if (reachedTokensInput) return { why: `token grid unknown: the graph takes tokens as input (${reachedTokensInput}); pass grid` };
+    if (reachedTokensInput) return { tokensInput: reachedTokensInput, why: `token grid unknown: the graph takes tokens as input (${reachedTokensInput}); pass grid` };
     return { why: 'token grid unknown: no NCHW-to-tokens reshape found; pass grid' };
   }
 

@@ -28,6 +28,8 @@ import { externalLocations, readModel, writeModel, type OnnxModel } from './mode
 import type { OrtRunOptions, OrtSessionOptions, OrtTensor, SessionOptions, SessionStats, TomaSession } from './session-types';
 import { ShapeInfo } from './shapes';
 import { SpecializedSession, needsBinding, type Bind } from './specialize';
+import { resolveGrid, type GridHints } from './grid';
+import { defaultDense, ratioFor, type PolicyBlock } from './payoff';
 import { analyzeBlock, nodesByName, type BlockCut } from './segments/analyze';
 import { buildPieces, pieceGraph, type CutSpec, type PieceSpec } from './segments/pieces';
 import { elemTypeOf, elemTypeOfInfo, loadOrt, typedValueInfo, type Ort } from './segments/ort';
@@ -126,6 +128,20 @@ function toToma(t: OrtTensor, name: string): Tensor {
   if (t.type === 'float32') return { data: t.data as Float32Array, shape: [...t.dims], dtype: 'float32' };
   if (t.type === 'float16') return { data: t.data as unknown as Uint16Array, shape: [...t.dims], dtype: 'float16' };
   throw new TypeError(`segments: ${name} is ${t.type}; toma merges float32 and float16 tokens`);
+}
+
+/** [B, T, C] with each batch's rows [k, T) moved in front of rows [0, k). */
+function rotateRows(t: Tensor, k: number): Tensor {
+  const [B, T, C] = t.shape;
+  if (k <= 0 || k >= T) return t;
+  const src = t.data;
+  const dst = new (src.constructor as { new (n: number): Float32Array | Uint16Array })(src.length);
+  for (let b = 0; b < B; b++) {
+    const base = b * T * C;
+    dst.set(src.subarray(base + k * C, base + T * C), base);
+    dst.set(src.subarray(base, base + k * C), base + (T - k) * C);
+  }
+  return { ...t, data: dst };
 }
 
 function rethrow(e: unknown, block: string): never {
@@ -232,35 +248,43 @@ export class SegmentSession implements TomaSession {
       return toToma(t, n);
     };
     const { grid, from } = this.grids.get(c.block)!;
+    // text after the image (SD3): toma's ops take the text in front, so the rows move there and back
+    const image = grid[0] * grid[1];
+    const front = (t: Tensor) => (c.suffix ? rotateRows(t, image) : t);
     let out: Tensor;
     try {
-      const x = c.x ? get(c.x) : undefined;
+      const xRaw = c.x ? get(c.x) : undefined;
+      // a joint block's selection tokens are built [context ; image] already
+      const x = xRaw && c.kind === 'self' ? front(xRaw) : xRaw;
+      const prefix = c.prefix + c.suffix;
       if (c.rope) {
-        out = await this.rope.run(this.step, get(c.rope.packed), get(c.rope.cos), get(c.rope.sin), x, {
+        out = await this.rope.run(this.step, front(get(c.rope.packed)), front(get(c.rope.cos)), front(get(c.rope.sin)), x, {
           block: c.block,
           grid,
           heads: c.heads,
-          prefix: c.prefix,
+          prefix,
           scale: c.scale,
         });
       } else {
-        out = await this.processor.attention(get(c.q), get(c.k), get(c.v), {
+        out = await this.processor.attention(front(get(c.q)), front(get(c.k)), front(get(c.v)), {
           block: c.block,
           grid,
           heads: c.heads,
-          prefix: c.prefix,
+          prefix,
           scale: c.scale,
           x,
         });
       }
+      if (c.suffix) out = rotateRows(out, c.suffix);
     } catch (e) {
       const q = store.get(c.rope ? c.rope.packed : c.q);
       const T = q?.dims[1];
-      const N = typeof T === 'number' ? T - c.prefix : undefined;
+      const text = c.prefix + c.suffix;
+      const N = typeof T === 'number' ? T - text : undefined;
       if (N !== undefined && N !== grid[0] * grid[1])
         rethrow(
           new RangeError(
-            `${N} image tokens do not form the grid [${grid}] (${from}); H * W must equal the token count${c.prefix ? ` after the ${c.prefix} prefix tokens` : ''}: pass the right options.grid`,
+            `${N} image tokens do not form the grid [${grid}] (${from}); H * W must equal the token count${text ? ` besides the ${text} text tokens` : ''}: pass the right options.grid`,
           ),
           c.block,
         );
@@ -414,7 +438,7 @@ export async function createSegmentSession(file: string, options: SegmentOptions
   createProcessor(procOptions as never);
 
   const model = await readModel(file);
-  const build = (bind: Bind | undefined) => buildSegmentSession(ort, model, options, procOptions, ortOptions, bind, userGrid);
+  const build = (bind: Bind | undefined, hints?: GridHints) => buildSegmentSession(ort, model, options, procOptions, ortOptions, bind, userGrid, hints);
   if (!needsBinding(model, userGrid)) return new SpecializedSession(model, build, 'segments', await build(undefined));
   return new SpecializedSession(model, build, 'segments');
 }
@@ -428,6 +452,7 @@ async function buildSegmentSession(
   ortOptions: OrtSessionOptions,
   bind: Bind | undefined,
   userGrid: [number, number] | undefined,
+  hints?: GridHints,
 ): Promise<SegmentSession> {
   const warnings: string[] = [];
   const emit = options.onWarning ?? ((m: string) => process.emitWarning(m, { code: 'TOMA_SEGMENTS' }));
@@ -452,27 +477,31 @@ async function buildSegmentSession(
       report.reason = a.reason;
       continue;
     }
-    let grid = b.grid;
-    let gridFrom = 'from the graph';
-    if (grid && userGrid && (grid[0] !== userGrid[0] || grid[1] !== userGrid[1]))
-      warn(`block '${b.name}': the graph's token grid is [${grid}]; options.grid [${userGrid}] is ignored for it`);
-    if (!grid && userGrid) {
-      grid = userGrid;
-      gridFrom = 'options.grid';
-    }
+    if (b.grid && userGrid && (b.grid[0] !== userGrid[0] || b.grid[1] !== userGrid[1]))
+      warn(`block '${b.name}': the graph's token grid is [${b.grid}]; options.grid [${userGrid}] is ignored for it`);
+    const rg = resolveGrid(b, userGrid, hints);
+    const grid = rg.grid;
+    const gridFrom = rg.from;
+    if (rg.warning) warn(rg.warning);
     if (grid) report.grid = grid;
     if (b.boundaries.q.rope) report.rope = a.cut.rope ? 'destination' : 'rotated';
     cuttable.push({ block: b, cut: a.cut, report, grid, gridFrom });
   }
 
-  // 2. dense blocks: options.dense, else SPEC 7's default (counted over every self/joint block
-  //    whose grid is known, as the standard-ops mode counts them)
+  // 2. dense blocks: options.dense, else the default: blocks where merging cannot pay (payoff.ts)
   let denseReason = new Map<string, string>();
   if (options.dense === undefined) {
-    const all = match.blocks
-      .filter((b) => b.kind !== 'cross' && (b.grid ?? userGrid))
-      .map((b) => ({ name: b.name, kind: b.kind, grid: (b.grid ?? userGrid)!, channels: b.channels }));
-    denseReason = defaultDenseBlocks(all, processor.options.group);
+    const policy: PolicyBlock[] = cuttable.map((c) => ({
+      name: c.block.name,
+      kind: c.block.kind,
+      grid: c.grid,
+      batch: shapes.shape(c.block.boundaries.normOutput)?.[0],
+      text: c.cut.prefix + c.cut.suffix,
+      channels: c.block.channels,
+      heads: c.block.heads,
+      fused: c.block.form !== 'matmul-softmax',
+    }));
+    denseReason = defaultDense(policy, (b) => ratioFor(options.ratio, b), 'segments');
     if (denseReason.size) {
       procOptions.dense = [...denseReason.keys()];
       processor = createProcessor(procOptions as never);

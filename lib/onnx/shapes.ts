@@ -90,6 +90,8 @@ export class ShapeInfo {
   private readonly floats = new Set<string>();
   /** ONNX element types (TensorProto.DataType), where known. */
   readonly types = new Map<string, number>();
+  /** Shapes of the elements of sequence values (SequenceEmpty / SequenceInsert chains). */
+  private readonly sequences = new Map<string, Shape[]>();
 
   /**
    * `bind`: concrete shapes of graph inputs (the feeds of one run). With it every shape that
@@ -291,7 +293,14 @@ export class ShapeInfo {
     }
     if (BROADCAST.has(op)) {
       const shapes = n.input.map((_, i) => S(i));
-      set(broadcast(shapes));
+      // An operand whose shape nothing here can infer (a Loop's output, say: torch exports Flux's
+      // rotary tables that way) is taken to broadcast into the known one, as a per-token table or
+      // a scale does: the known dims other than 1 are then the output's, by broadcasting's rule.
+      const known = shapes.filter((x): x is Shape => !!x);
+      if (known.length && known.length < shapes.length && ['Add', 'Sub', 'Mul', 'Div'].includes(op)) {
+        const widest = known.reduce((a, b) => (b.length > a.length ? b : a));
+        set(broadcast(known)?.map((d, i) => (d === 1 && widest[i] === 1 ? undefined : d)));
+      } else set(broadcast(shapes));
       if (['Add', 'Sub', 'Mul', 'Div'].includes(op) && n.input.length === 2) {
         const a = V(0);
         const b = V(1);
@@ -615,6 +624,84 @@ export class ShapeInfo {
         } else set([undefined]);
         return;
       }
+      case 'Einsum': {
+        const eq = attr(n, 'equation')?.s;
+        if (!eq) return;
+        const r = einsumShape(new TextDecoder().decode(eq), n.input.map((_, i) => S(i)));
+        if (r) set(r);
+        return;
+      }
+      case 'SplitToSequence': {
+        const x = S(0);
+        if (!x) return;
+        let axis = attrInt(n, 'axis', 0)!;
+        if (axis < 0) axis += x.length;
+        const d = x[axis];
+        const split = n.input[1] ? V(1) : undefined;
+        const part = (len: Dim, keep: boolean): Shape => {
+          const r = [...x];
+          if (keep) r[axis] = len;
+          else r.splice(axis, 1);
+          return r;
+        };
+        if (!n.input[1]) {
+          if (typeof d !== 'number') return;
+          const keep = attrInt(n, 'keepdims', 1) === 1;
+          this.sequences.set(out, Array.from({ length: d }, () => part(1, keep)));
+        } else if (split && split.every((v) => typeof v === 'number')) {
+          const sizes = split as number[];
+          if (S(1)?.length === 0 && typeof d === 'number') {
+            const c = sizes[0];
+            const parts: Shape[] = [];
+            for (let o = 0; o < d; o += c) parts.push(part(Math.min(c, d - o), true));
+            this.sequences.set(out, parts);
+          } else this.sequences.set(out, sizes.map((len) => part(len, true)));
+        }
+        return;
+      }
+      case 'SequenceAt': {
+        const seq = this.sequences.get(n.input[0]);
+        const i = V(1)?.[0];
+        if (seq && typeof i === 'number') set(seq[i < 0 ? i + seq.length : i]);
+        return;
+      }
+      case 'SequenceEmpty':
+        this.sequences.set(out, []);
+        return;
+      case 'SequenceConstruct': {
+        const parts = n.input.map((_, i) => S(i));
+        if (parts.every((p) => p)) this.sequences.set(out, parts as Shape[]);
+        return;
+      }
+      case 'SequenceInsert': {
+        const seq = this.sequences.get(n.input[0]);
+        const t = S(1);
+        const pos = n.input[2] ? V(2)?.[0] : undefined;
+        if (!seq || !t || (n.input[2] && typeof pos !== 'number')) return;
+        const r = [...seq];
+        if (typeof pos === 'number') r.splice(pos < 0 ? pos + r.length : pos, 0, t);
+        else r.push(t);
+        this.sequences.set(out, r);
+        return;
+      }
+      case 'ConcatFromSequence': {
+        const seq = this.sequences.get(n.input[0]);
+        if (!seq || !seq.length) return;
+        const rank = seq[0].length;
+        let axis = attrInt(n, 'axis', 0)!;
+        if (attrInt(n, 'new_axis', 0) === 1) {
+          if (axis < 0) axis += rank + 1;
+          const r = [...seq[0]];
+          r.splice(axis, 0, seq.length);
+          set(seq.every((x) => x.length === rank) ? r : undefined);
+        } else {
+          if (axis < 0) axis += rank;
+          const r = [...seq[0]];
+          r[axis] = seq.reduce<Dim>((acc, x) => addDims(acc, x[axis]), 0);
+          set(seq.every((x) => x.length === rank) ? r : undefined);
+        }
+        return;
+      }
       case 'MultiHeadAttention': {
         const q = S(0);
         const v = S(2);
@@ -638,6 +725,41 @@ export class ShapeInfo {
         }
     }
   }
+}
+
+/** Output shape of an Einsum (explicit or implicit output; '...' broadcast). */
+function einsumShape(equation: string, inputs: Array<Shape | undefined>): Shape | undefined {
+  const eq = equation.replace(/\s+/g, '');
+  const [lhs, rhs] = eq.split('->');
+  const terms = lhs.split(',');
+  if (terms.length !== inputs.length || inputs.some((x) => !x)) return undefined;
+  const dims = new Map<string, Dim>();
+  const counts = new Map<string, number>();
+  let ellipsis: Shape | undefined;
+  for (let t = 0; t < terms.length; t++) {
+    const shape = inputs[t]!;
+    const term = terms[t];
+    const [head, tail] = term.includes('...') ? term.split('...') : [term, undefined];
+    const explicit = head.length + (tail?.length ?? 0);
+    if (tail === undefined ? explicit !== shape.length : explicit > shape.length) return undefined;
+    const ell = tail === undefined ? [] : shape.slice(head.length, shape.length - tail.length);
+    if (tail !== undefined) ellipsis = broadcast([ellipsis ?? [], ell]);
+    const letters = [...head, ...(tail ?? '')];
+    const at = [...head].map((_, i) => i).concat([...(tail ?? '')].map((_, i) => shape.length - (tail?.length ?? 0) + i));
+    letters.forEach((c, i) => {
+      const d = shape[at[i]];
+      const prev = dims.get(c);
+      if (prev === undefined || prev === 1) dims.set(c, d);
+      counts.set(c, (counts.get(c) ?? 0) + 1);
+    });
+  }
+  const out = rhs ?? [...counts.keys()].filter((c) => counts.get(c) === 1).sort().join('');
+  const r: Dim[] = [];
+  const [oh, ot] = out.includes('...') ? out.split('...') : [out, undefined];
+  for (const c of oh) r.push(dims.get(c));
+  if (ot !== undefined || (rhs === undefined && ellipsis)) r.push(...(ellipsis ?? []));
+  for (const c of ot ?? '') r.push(dims.get(c));
+  return r;
 }
 
 /** The single value a ConstantOfShape fills with. */

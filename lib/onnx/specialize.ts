@@ -6,6 +6,7 @@
 // concrete) and keeps the last few such variants, so a denoising loop pays the build once.
 // Models whose inputs are all static get their one variant at creation, so errors surface there.
 import type { ValueInfoProto } from './gen/onnx_pb';
+import { gridHints, type GridHints } from './grid';
 import { matchAttention } from './matcher';
 import type { OnnxModel } from './model';
 import type { OrtRunOptions, OrtTensor, SessionStats, TomaSession } from './session-types';
@@ -13,8 +14,11 @@ import type { OrtRunOptions, OrtTensor, SessionStats, TomaSession } from './sess
 /** Concrete input shapes, by graph input name. */
 export type Bind = ReadonlyMap<string, readonly number[]>;
 
-/** Builds the session for one set of input shapes (undefined: the model's static shapes). */
-export type VariantFactory<S extends TomaSession> = (bind: Bind | undefined) => Promise<S>;
+/**
+ * Builds the session for one set of input shapes (undefined: the model's static shapes) and the
+ * grids the feeds' position ids tell (grid.ts).
+ */
+export type VariantFactory<S extends TomaSession> = (bind: Bind | undefined, hints?: GridHints) => Promise<S>;
 
 /** How many shape variants a session keeps (each holds onnxruntime sessions and their weights). */
 export const MAX_VARIANTS = 2;
@@ -136,7 +140,8 @@ export class SpecializedSession<S extends TomaSession> implements TomaSession {
     if (staticV) return staticV;
     for (const k of this.inputNames) if (!(k in feeds)) throw new TypeError(`feeds: the model's input '${k}' is missing`);
     const bind = bindFeeds(this.model, feeds);
-    const key = JSON.stringify([...bind].sort(([a], [b]) => (a < b ? -1 : 1)));
+    const hints = gridHints(this.model, feeds);
+    const key = JSON.stringify([[...bind].sort(([a], [b]) => (a < b ? -1 : 1)), [...hints].sort(([a], [b]) => a - b)]);
     const hit = this.variants.get(key);
     if (hit) {
       // most recently used last
@@ -146,7 +151,7 @@ export class SpecializedSession<S extends TomaSession> implements TomaSession {
     }
     let p = this.pending.get(key);
     if (!p) {
-      p = this.factory(bind);
+      p = this.factory(bind, hints);
       this.pending.set(key, p);
     }
     let v: S;

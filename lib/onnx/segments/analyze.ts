@@ -53,7 +53,9 @@ export interface BlockCut {
   /** Nodes the cut removes (by name), all between the cut tensors and `output`. */
   removed: Set<string>;
   scale: number;
+  /** Text tokens before the image tokens in q/k/v, and after them (SD3: the image comes first). */
   prefix: number;
+  suffix: number;
 }
 
 export type CutAnalysis = { ok: true; cut: BlockCut } | { ok: false; reason: string };
@@ -157,7 +159,8 @@ export function ropeRotTensor(g: GraphIndex, rope: Rope): string | undefined {
 function tokenCount(b: AttentionBlock): number | undefined {
   const n = b.tokens;
   if (typeof n !== 'number') return undefined;
-  return b.kind === 'joint' && b.prefix !== undefined ? n + b.prefix : n;
+  // a joint block's norm output holds the image stream only; a self block's the whole sequence
+  return b.kind === 'joint' && b.prefix !== undefined ? n + b.prefix + (b.suffix ?? 0) : n;
 }
 
 /** Where segment mode cuts `b`, or why it cannot. `preferPreRope`: default true. */
@@ -171,8 +174,10 @@ export function analyzeBlock(g: GraphIndex, shapes: ShapeInfo, nodes: Map<string
     return { ok: false, reason: 'the softmax scale could not be determined from the graph' };
   const bd = b.boundaries;
   const S = tokenCount(b);
-  const prefix = b.kind === 'joint' ? b.prefix : 0;
-  if (prefix === undefined) return { ok: false, reason: 'joint attention with a text prefix of unknown length' };
+  const prefix = b.kind === 'joint' ? b.prefix : (b.prefix ?? 0);
+  const suffix = b.suffix ?? 0;
+  if (prefix === undefined) return { ok: false, reason: 'joint attention with a text part of unknown length' };
+  if (prefix && suffix) return { ok: false, reason: `text tokens on both sides of the image tokens (${prefix} before, ${suffix} after)` };
 
   // RoPE: cut before the rotation when q and k carry one we can reproduce.
   let rope: RopeCut | undefined;
@@ -265,6 +270,7 @@ export function analyzeBlock(g: GraphIndex, shapes: ShapeInfo, nodes: Map<string
       removed,
       scale: b.scale,
       prefix,
+      suffix,
     },
   };
 }

@@ -36,6 +36,8 @@ export interface CutSpec {
   channels: number;
   scale: number;
   prefix: number;
+  /** Text tokens after the image tokens: the cut moves them in front for toma and back after. */
+  suffix: number;
   /** [B, T, C] tokens after conversion. RoPE cuts read `rope.packed` instead of q/k/v. */
   q: string;
   k: string;
@@ -239,6 +241,7 @@ export function buildPieces(g: GraphIndex, cuts: BlockCut[], shapeOf?: (tensor: 
       channels: b.channels,
       scale: c.scale,
       prefix: c.prefix,
+      suffix: c.suffix,
       q,
       k,
       v,

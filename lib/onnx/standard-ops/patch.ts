@@ -27,7 +27,9 @@ import type { Bind } from '../specialize';
 import { checkRatio, resolveOptions, type ProcessorOptions, type ResolvedOptions } from '../../processor/options';
 import type { Region } from '../../types';
 import { DT, GraphBuilder, Names, nodeReads, topoSort, valueInfo, type ElemType } from './builder';
-import { checkGrid } from './layout';
+import { checkGrid, regionLayout } from './layout';
+import { resolveGrid, type GridHints, type ResolvedGrid } from '../grid';
+import { defaultDense, type PolicyBlock } from '../payoff';
 import { DEFAULT_REGION, RECOMPUTE, TomaEmitter, tomaSpec, type GreedyForm, type MergeMatrices, type PlanTensors, type TomaSpec } from './toma-graph';
 
 /** Plan inputs of the patched graph: 'required' (fed by the caller every run) or 'none'. */
@@ -194,6 +196,8 @@ interface BlockWork {
   /** Tensors produced inside the merged span (their value_info no longer holds). */
   spanTensors: Set<string>;
   rewrites: Array<{ node: NodeProto; index: number; from: number; to: number }>;
+  /** Slice bounds (input index 1 = starts, 2 = ends) on the token axis rewritten to merged counts. */
+  sliceRewrites: Array<{ node: NodeProto; index: number; from: number; to: number }>;
   rope: Array<{ cos: string; sin: string; prefixRows: number; rank: number; muls: NodeProto[]; cosShape: number[] }>;
   firstIndex: number;
   unmergeIndex: number;
@@ -232,7 +236,7 @@ class Analyser {
     return out;
   }
 
-  analyse(b: AttentionBlock, o: PatchOptions, ratio: number, groupName: string): BlockWork | string {
+  analyse(b: AttentionBlock, o: PatchOptions, ratio: number, groupName: string, resolved: ResolvedGrid, region: Region): BlockWork | string {
     const g = this.g;
     const rewrites: BlockWork['rewrites'] = [];
     if (!b.patchable) {
@@ -245,7 +249,7 @@ class Analyser {
       if (!node) return `hazard names a node that is not in the graph (${h.rewrite.node})`;
       rewrites.push({ node, index: h.rewrite.index, from: h.rewrite.from, to: h.rewrite.to });
     }
-    const grid = b.grid ?? o.grid;
+    const grid = resolved.grid;
     if (!grid) return `token grid unknown (${b.notes.find((n) => /grid/.test(n)) ?? 'the graph does not tell it'}): pass options.grid`;
     const N = grid[0] * grid[1];
     let P = 0;
@@ -253,9 +257,11 @@ class Analyser {
       if (b.kind === 'joint' && b.tokens !== N) return `the image stream has ${b.tokens} tokens but the grid ${grid[0]}x${grid[1]} holds ${N}`;
       if (b.kind === 'self') {
         if (b.tokens < N) return `the block sees ${b.tokens} tokens, fewer than the grid ${grid[0]}x${grid[1]} = ${N}`;
+        if (b.suffix) return `the block's text tokens follow its image tokens; the standard-ops rewrite merges a [text ; image] sequence only (segments mode handles it)`;
         P = b.tokens - N;
       }
     }
+    const K = regionLayout(grid, region, ratio).K;
     const qProj = b.boundaries.q.projections[b.boundaries.q.projections.length - 1];
     const wt = qProj ? g.constTensor(qProj.weight) : undefined;
     const dtype: ElemType = wt && FLOAT_TYPES.has(wt.dataType) ? wt.dataType : DT.FLOAT;
@@ -265,7 +271,7 @@ class Analyser {
     const bd = b.boundaries;
     const x0 = bd.normOutput;
     const unmergeAt = bd.toOut?.output ?? bd.split?.imageOutput ?? bd.headMerge.output;
-    const stops = [unmergeAt, ...(bd.split ? [bd.split.textOutput] : [])];
+    const stops = [unmergeAt, ...(bd.split?.textOutput ? [bd.split.textOutput] : [])];
     const anc = this.ancestors(stops, x0);
     const spanConsumers = g.consumersOf(x0).filter((n) => anc.has(n));
     if (!spanConsumers.length) return `the norm output ${x0} does not reach the attention output ${unmergeAt}`;
@@ -289,8 +295,27 @@ class Analyser {
       if (n.output.every((t) => !t || !g.consumersOf(t).length)) continue; // a dead end
       return `${nodeName(n)} reads tensors computed from the merged tokens but does not lead to the attention output: ToMA would change what it sees`;
     }
+    // token-axis Slices of the merged sequence whose bounds come from unmerged shapes (SD3 splits
+    // [image ; text] at Shape(residual)[1] = N): the bound becomes the merged count
+    const sliceRewrites: BlockWork['sliceRewrites'] = [];
+    for (const n of closure) {
+      if (n.opType !== 'Slice' || n.input.length < 3) continue;
+      const axes = n.input[3] ? (g.constValues(n.input[3], 4) ?? this.shapes.value(n.input[3])) : [0];
+      const rank = this.shapes.shape(n.input[0])?.length;
+      if (!axes || axes.length !== 1 || typeof axes[0] !== 'number' || !rank) continue;
+      if ((axes[0] + rank) % rank !== 1) continue;
+      for (const at of [1, 2]) {
+        const t = n.input[at];
+        if (!t || (g.producer(t) && closure.has(g.producer(t)!))) continue;
+        const v = g.constValues(t, 4) ?? this.shapes.value(t);
+        if (!v || v.length !== 1 || typeof v[0] !== 'number') continue;
+        const text = b.kind === 'joint' ? (b.prefix ?? 0) + (b.suffix ?? 0) : P;
+        if (v[0] === N && N !== text) sliceRewrites.push({ node: n, index: at, from: N, to: K });
+        else if (v[0] === text + N && text > 0) sliceRewrites.push({ node: n, index: at, from: text + N, to: text + K });
+      }
+    }
     // sequence lengths baked into shape inputs that come from outside the span
-    const seqLens = new Set([N, P + N, ...(b.kind === 'joint' && b.prefix !== undefined ? [b.prefix + N] : [])]);
+    const seqLens = new Set([N, P + N, ...(b.kind === 'joint' && b.prefix !== undefined ? [b.prefix + (b.suffix ?? 0) + N] : [])]);
     const avoid = new Set([b.heads, b.headDim, b.channels, 0, 1, -1]);
     for (const n of closure) {
       const at = SHAPE_INPUTS[n.opType];
@@ -349,6 +374,7 @@ class Analyser {
       spanConsumers,
       spanTensors,
       rewrites,
+      sliceRewrites,
       rope,
       firstIndex,
       unmergeIndex,
@@ -397,7 +423,13 @@ function opsetOf(model: OnnxModel): number {
  * Patches `model` in place (its graph; weights are untouched and stay where they are). Returns the
  * report; nothing is written.
  */
-export function patchGraph(model: OnnxModel, options: PatchOptions, inputLabel = model.source.path ?? '<buffer>', bind?: Bind): PatchReport {
+export function patchGraph(
+  model: OnnxModel,
+  options: PatchOptions,
+  inputLabel = model.source.path ?? '<buffer>',
+  bind?: Bind,
+  hints?: GridHints,
+): PatchReport {
   const t0 = performance.now();
   const { proc, o } = resolvePatchOptions(options);
   const opset = opsetOf(model);
@@ -419,7 +451,7 @@ export function patchGraph(model: OnnxModel, options: PatchOptions, inputLabel =
   // 1. which blocks, which groups
   const reports: PatchedBlock[] = [];
   const work: BlockWork[] = [];
-  const candidates: Array<{ b: AttentionBlock; rep: PatchedBlock; ratio: number; groupName: string }> = [];
+  const candidates: Array<{ b: AttentionBlock; rep: PatchedBlock; ratio: number; groupName: string; resolved: ResolvedGrid }> = [];
   for (const b of blocks) {
     const rep: PatchedBlock = { name: b.name, kind: b.kind, patched: false };
     reports.push(rep);
@@ -443,25 +475,40 @@ export function patchGraph(model: OnnxModel, options: PatchOptions, inputLabel =
       rep.dense = true;
       continue;
     }
-    const grid = b.grid ?? o.grid;
+    const resolved = resolveGrid(b, o.grid, hints);
+    if (resolved.warning) (o.onWarning ?? ((m: string) => process.emitWarning(m, { code: 'TOMA_STANDARD_OPS' })))(resolved.warning);
+    const grid = resolved.grid;
     const groupName = grid ? proc.group(b.name, { grid, channels: b.channels }) : '?';
     if (typeof groupName !== 'string') throw new TypeError(`options.group('${b.name}') must return a string`);
-    candidates.push({ b, rep, ratio, groupName });
+    candidates.push({ b, rep, ratio, groupName, resolved });
   }
-  // SPEC 7 default: the first block group of each kind stays dense where the model has several
+  // default: blocks where merging cannot pay stay dense (payoff.ts)
   if (options.dense === undefined) {
-    for (const kind of ['self', 'joint'] as const) {
-      const names = [...new Set(candidates.filter((c) => c.b.kind === kind && c.groupName !== '?').map((c) => c.groupName))];
-      if (names.length < 2) continue;
-      for (const c of candidates.filter((x) => x.b.kind === kind && x.groupName === names[0])) {
-        c.rep.reason = `dense by default: the first of the ${names.length} ${kind}-attention block groups (SPEC 7); pass dense: [] to merge it`;
-        c.rep.dense = true;
-      }
+    const policy: PolicyBlock[] = candidates.map((c) => {
+      const N = c.resolved.grid ? c.resolved.grid[0] * c.resolved.grid[1] : 0;
+      const text = c.b.kind === 'joint' ? (c.b.prefix ?? 0) + (c.b.suffix ?? 0) : typeof c.b.tokens === 'number' ? Math.max(0, c.b.tokens - N) : 0;
+      return {
+        name: c.b.name,
+        kind: c.b.kind,
+        grid: c.resolved.grid,
+        batch: shapes.shape(c.b.boundaries.normOutput)?.[0],
+        text,
+        channels: c.b.channels,
+        heads: c.b.heads,
+        fused: c.b.form !== 'matmul-softmax',
+      };
+    });
+    const dense = defaultDense(policy, (name) => candidates.find((c) => c.b.name === name)!.ratio, 'standard-ops');
+    for (const c of candidates) {
+      const why = dense.get(c.b.name);
+      if (!why) continue;
+      c.rep.reason = why;
+      c.rep.dense = true;
     }
   }
   for (const c of candidates) {
     if (c.rep.dense) continue;
-    const w = an.analyse(c.b, o, c.ratio, c.groupName);
+    const w = an.analyse(c.b, o, c.ratio, c.groupName, c.resolved, region);
     if (typeof w === 'string') {
       c.rep.reason = w;
       if (c.groupName === '?' && w.startsWith('token grid unknown')) c.rep.needsGrid = true;
@@ -678,6 +725,10 @@ export function patchGraph(model: OnnxModel, options: PatchOptions, inputLabel =
         for (const r of rs) vals[r.index] = r.to;
         orphans.add(node.input[1]);
         node.input[1] = root.i64(vals, [vals.length], 'shape_rewritten');
+      }
+      for (const r of w.sliceRewrites) {
+        orphans.add(r.node.input[r.index]);
+        r.node.input[r.index] = root.i64([r.to], [1], 'slice_bound');
       }
       for (const t of w.spanTensors) valueInfoDrop.add(t);
       Object.assign(w.report, {

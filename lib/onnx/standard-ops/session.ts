@@ -13,6 +13,7 @@ import { planAction, type GroupHistory, type PlanAction } from '../../processor/
 import { patchGraph, resolvePatchOptions, CONTROL_INPUT, type PatchOptions, type PatchReport } from './patch';
 import { RECOMPUTE } from './toma-graph';
 import { SpecializedSession, needsBinding, type Bind } from '../specialize';
+import type { GridHints } from '../grid';
 
 type Ort = typeof import('onnxruntime-node');
 
@@ -78,10 +79,10 @@ export async function createStandardOpsSession(
   const model = await readModel(file);
   // patchGraph rewrites the graph it is given: each shape variant patches a fresh read of the file
   let first: typeof model | undefined = model;
-  const build = async (bind: Bind | undefined) => {
+  const build = async (bind: Bind | undefined, hints?: GridHints) => {
     const m = first ?? (await readModel(file));
     first = undefined;
-    return buildStandardOpsSession(ort, file, m, options, ortOptions, bind);
+    return buildStandardOpsSession(ort, file, m, options, ortOptions, bind, hints);
   };
   const grid = (options as PatchOptions).grid;
   if (!needsBinding(model, grid)) return new StandardOpsSpecialized(model, build, await build(undefined));
@@ -94,7 +95,7 @@ export async function createStandardOpsSession(
 class StandardOpsSpecialized extends SpecializedSession<StandardOpsSession> implements StandardOpsSession {
   constructor(
     model: Awaited<ReturnType<typeof readModel>>,
-    build: (bind: Bind | undefined) => Promise<StandardOpsSession>,
+    build: (bind: Bind | undefined, hints?: GridHints) => Promise<StandardOpsSession>,
     first?: StandardOpsSession,
     private readonly preview?: PatchReport,
   ) {
@@ -123,9 +124,10 @@ async function buildStandardOpsSession(
   options: SessionOptions,
   ortOptions: OrtSessionOptions | undefined,
   bind: Bind | undefined,
+  hints?: GridHints,
 ): Promise<StandardOpsSession> {
   const { proc } = resolvePatchOptions({ ...(options as PatchOptions), planIO: 'required' });
-  const report = patchGraph(model, { ...(options as PatchOptions), planIO: 'required' }, model.source.path, bind);
+  const report = patchGraph(model, { ...(options as PatchOptions), planIO: 'required' }, model.source.path, bind, hints);
   const noGrid = report.blocks.filter((b) => b.needsGrid);
   if (noGrid.length)
     throw new TypeError(
