@@ -1,0 +1,4 @@
+"""Import-only stand-in for huggingface_hub.file_download."""
+import re
+
+REGEX_COMMIT_HASH = re.compile(r"^[0-9a-f]{40}$")
