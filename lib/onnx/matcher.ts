@@ -12,7 +12,7 @@
 import type { NodeProto } from './gen/onnx_pb';
 import { GraphIndex, attrFloat, attrInt, attrInts, nodeName } from './graph';
 import type { OnnxModel } from './model';
-import { ShapeInfo, type Dim } from './shapes';
+import { ShapeInfo, mulDims, type Dim } from './shapes';
 import { provablyZero } from './zeros';
 
 export type AttentionKind = 'self' | 'cross' | 'joint';
@@ -770,13 +770,20 @@ class Matcher {
     if (typeof qLen === 'number') seqLens.add(qLen);
     if (joint && prefix !== undefined && typeof qLen === 'number') seqLens.add(prefix + qLen);
     const avoid = new Set([heads, headDim, channels, 0, 1, -1]);
+    // where each Reshape puts the token axis, followed from the streams' [B, S, C] ends: a constant
+    // entry there bakes the sequence length, whatever other dims happen to equal it
+    const tokenEntry = new Map<string, number | undefined>();
+    for (const st of kind === 'cross' ? [q] : [q, k, v]) for (const [n, e] of this.tokenAxisUp(st)) tokenEntry.set(n, e);
+    for (const [n, e] of this.tokenAxisDown(a.core, down.nodes)) tokenEntry.set(n, e);
     for (const n of [...q.layoutNodes, ...(kind === 'cross' ? [] : [...k.layoutNodes, ...v.layoutNodes]), ...down.nodes]) {
       const node = this.nodeByName(n);
       if (!node || node.opType !== 'Reshape' || !this.g.isConst(node.input[1])) continue;
       const target = this.g.constValues(node.input[1], 16);
       if (!target) continue;
+      const entry = tokenEntry.get(n);
       target.forEach((d, i) => {
-        if (!seqLens.has(d) || avoid.has(d)) return;
+        if (!seqLens.has(d)) return;
+        if (entry !== undefined ? i !== entry : avoid.has(d)) return;
         const inShape = this.s.shape(node.input[0]);
         const to = !target.includes(-1) ? -1 : inShape?.[i] === d ? 0 : undefined;
         hazards.push({
@@ -850,6 +857,82 @@ class Matcher {
     };
   }
 
+  /**
+   * The token axis through a q/k/v stream, from its projection's [B, S, C] output down to the core:
+   * for each Reshape on the way, the target entry that holds the token axis (undefined where it
+   * cannot be followed: a Reshape that merges the token axis with another, unknown shapes).
+   */
+  private tokenAxisUp(st: Stream): Map<string, number | undefined> {
+    const out = new Map<string, number | undefined>();
+    const proj = st.projections[st.projections.length - 1];
+    if (!proj || st.concat) return out;
+    const layout = new Set(st.layoutNodes);
+    const chain: NodeProto[] = [];
+    let t = st.coreInput;
+    for (let i = 0; i < 64 && t !== proj.output; i++) {
+      const p = this.g.producer(t);
+      if (!p) return out;
+      chain.unshift(p);
+      if (st.rope && t === st.rope.output) t = st.rope.input;
+      else if ((p.opType === 'Mul' || p.opType === 'Div') && !layout.has(nodeName(p))) {
+        const which = this.scalarOperand(p);
+        t = which >= 0 ? p.input[1 - which] : p.input[0];
+        if (which < 0) {
+          const norm = this.rmsNormInput(p);
+          if (!norm) return out;
+          t = norm.input;
+        }
+      } else t = p.input[0];
+    }
+    if (t !== proj.output) return out;
+    let axis: number | undefined = 1;
+    for (const n of chain) axis = this.followAxis(n, axis, out);
+    return out;
+  }
+
+  /** The same from the core's output (tokens on its second-to-last axis) through the head merge. */
+  private tokenAxisDown(core: AttentionBlock['boundaries']['core'], nodes: string[]): Map<string, number | undefined> {
+    const out = new Map<string, number | undefined>();
+    const start = core.context ?? core.fused;
+    const n0 = start ? this.nodeByName(start) : undefined;
+    const rank = n0 ? this.s.shape(n0.output[0])?.length : undefined;
+    let axis: number | undefined = rank === undefined ? undefined : core.fused ? 1 : rank - 2;
+    for (const name of nodes) {
+      const n = this.nodeByName(name);
+      if (!n) return out;
+      axis = this.followAxis(n, axis, out);
+    }
+    return out;
+  }
+
+  private followAxis(n: NodeProto, axis: number | undefined, out: Map<string, number | undefined>): number | undefined {
+    if (axis === undefined) return undefined;
+    if (n.opType === 'Transpose') {
+      const perm = attrInts(n, 'perm');
+      return perm ? perm.indexOf(axis) : undefined;
+    }
+    if (n.opType === 'Reshape') {
+      const a = this.s.shape(n.input[0]);
+      const b = this.s.shape(n.output[0]);
+      let next: number | undefined;
+      if (a && b && axis < a.length) {
+        const before = a.slice(0, axis).reduce<Dim>((x, y) => mulDims(x, y), 1);
+        let acc: Dim = 1;
+        for (let j = 0; j < b.length; j++) {
+          if (acc !== undefined && before !== undefined && String(acc) === String(before) && String(b[j]) === String(a[axis])) {
+            next = j;
+            break;
+          }
+          acc = mulDims(acc, b[j]);
+        }
+      }
+      out.set(nodeName(n), next);
+      return next;
+    }
+    if (n.opType === 'Squeeze' || n.opType === 'Unsqueeze' || n.opType === 'Flatten') return undefined;
+    return axis;
+  }
+
   private headsFromLayout(q: Stream, channels: number): { heads: number; headDim: number } {
     // the head-split Reshape: [B, S, C] -> [B, S, h, d] (or packed [B, S, 3, h, d])
     for (const n of [...q.layoutNodes].reverse()) {
@@ -885,13 +968,16 @@ class Matcher {
         if (this.g.inputs.has(t) && (this.s.shape(t)?.length ?? 0) === 3) reachedTokensInput = t;
         continue;
       }
-      const nchw = this.nchwSource(p);
-      if (nchw) {
-        const dims = this.s.shape(nchw) ?? [];
-        const h = dims[2];
-        const w = dims[3];
-        if (typeof h === 'number' && typeof w === 'number') return { grid: [h, w], source: { tensor: nchw, dims } };
-        return { source: { tensor: nchw, dims }, why: `token grid unknown: the tokens come from the NCHW map ${nchw} whose H, W are not static (${dims.map((d) => d ?? '?').join('x')}); pass grid` };
+      const map = this.mapSource(p);
+      if (map) {
+        const dims = this.s.shape(map.tensor) ?? [];
+        const h = dims[map.h];
+        const w = dims[map.w];
+        if (typeof h === 'number' && typeof w === 'number') return { grid: [h, w], source: { tensor: map.tensor, dims } };
+        return {
+          source: { tensor: map.tensor, dims },
+          why: `token grid unknown: the tokens come from the feature map ${map.tensor} whose H, W are not static (${dims.map((d) => d ?? '?').join('x')}); known at run time from the input shapes`,
+        };
       }
       if (p.opType === 'MatMul' || p.opType === 'Gemm') {
         if (this.g.isConst(p.input[1])) queue.push(p.input[0]);
@@ -922,16 +1008,32 @@ class Matcher {
     return { why: 'token grid unknown: no NCHW-to-tokens reshape found; pass grid' };
   }
 
-  /** If node p turns an NCHW map into [B, H*W, C] tokens, the NCHW tensor. */
-  private nchwSource(p: NodeProto): string | undefined {
-    const rank = (t: string) => this.s.shape(t)?.length;
+  /**
+   * If node p turns a feature map into [B, H*W, C] tokens: the map, and where its H and W sit. By
+   * the op's semantics: a Reshape/Flatten of an NHWC map [B, H, W, C] that joins H and W (after
+   * Transpose(0,2,3,1), or onnxruntime's channels-last ReorderOutput), or Transpose(0,2,1) of an
+   * NCHW map [B, C, H, W] flattened to [B, C, H*W].
+   */
+  private mapSource(p: NodeProto): { tensor: string; h: number; w: number } | undefined {
+    const shp = (t: string) => this.s.shape(t);
+    const same = (a: Dim, b: Dim) => a !== undefined && b !== undefined && String(a) === String(b);
     if (p.opType === 'Reshape' || p.opType === 'Flatten') {
-      const inner = this.g.producer(p.input[0]);
-      if (inner?.opType === 'Transpose' && attrInts(inner, 'perm')?.join(',') === '0,2,3,1' && rank(inner.input[0]) === 4) return inner.input[0];
+      const x = p.input[0];
+      const a = shp(x);
+      const b = shp(p.output[0]);
+      if (a?.length !== 4) return undefined;
+      // [B, H, W, C] -> [B, H*W, C]: the shapes say so, or the producer puts channels last
+      if (b?.length === 3 && same(b[1], mulDims(a[1], a[2])) && same(b[2], a[3]) && (a[3] !== 1 || a[1] !== 1)) return { tensor: x, h: 1, w: 2 };
+      const inner = this.g.producer(x);
+      const channelsLast =
+        (inner?.opType === 'Transpose' && attrInts(inner, 'perm')?.join(',') === '0,2,3,1') ||
+        (inner?.opType === 'ReorderOutput' && inner.domain === 'com.microsoft.nchwc' && attrInt(inner, 'channels_last', 0) === 1);
+      if (channelsLast && (b === undefined || b.length === 3)) return { tensor: x, h: 1, w: 2 };
+      return undefined;
     }
     if (p.opType === 'Transpose' && attrInts(p, 'perm')?.join(',') === '0,2,1') {
       const inner = this.g.producer(p.input[0]);
-      if ((inner?.opType === 'Reshape' || inner?.opType === 'Flatten') && rank(inner.input[0]) === 4) return inner.input[0];
+      if ((inner?.opType === 'Reshape' || inner?.opType === 'Flatten') && shp(inner.input[0])?.length === 4) return { tensor: inner.input[0], h: 2, w: 3 };
     }
     return undefined;
   }
@@ -969,7 +1071,8 @@ class Matcher {
       const dims = this.g.constDims(t);
       if (dims && dims.reduce((a, b) => a * b, 1) === 1) return i;
       const shp = this.s.shape(t);
-      const oneElem = shp && shp.every((d) => d === 1);
+      // a shape-derived factor of at most one element (its one dim may be unknown, not more)
+      const oneElem = shp && (shp.every((d) => d === 1) || (shp.length <= 1 && shp.every((d) => d === 1 || d === undefined)));
       if ((oneElem || shp === undefined) && this.shapeDerived(t)) return i;
     }
     return -1;

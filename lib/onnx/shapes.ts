@@ -561,7 +561,8 @@ export class ShapeInfo {
       case 'Expand': {
         const s = S(0);
         const t = V(1);
-        if (s && t) set(broadcast([s, t.map((d) => (d === 1 ? undefined : d))]));
+        // numpy broadcasting of the input's shape with the target's (a target dim 1 keeps the input's)
+        if (s && t) set(broadcast([s, t]));
         return;
       }
       case 'ConstantOfShape': {
@@ -585,7 +586,9 @@ export class ShapeInfo {
           set([...sizes]);
           return;
         }
-        const scales = op === 'Resize' ? (n.input[2] ? V(2) : undefined) : (V(1) ?? attr(n, 'scales')?.floats);
+        // the default domain's Upsample reads scales from an input (or, before opset 9, float
+        // attributes); onnxruntime's nchwc Upsample has integer scales
+        const scales = op === 'Resize' ? (n.input[2] ? V(2) : undefined) : (V(1) ?? (n.domain === 'com.microsoft.nchwc' ? attrInts(n, 'scales') : attr(n, 'scales')?.floats));
         if (scales && scales.length === s.length)
           set(s.map((d, i) => (typeof d === 'number' && typeof scales[i] === 'number' ? Math.floor(d * (scales[i] as number)) : scales[i] === 1 ? d : undefined)));
         else set(s.map(() => undefined));
@@ -629,6 +632,20 @@ export class ShapeInfo {
         if (!eq) return;
         const r = einsumShape(new TextDecoder().decode(eq), n.input.map((_, i) => S(i)));
         if (r) set(r);
+        return;
+      }
+      case 'ReorderInput': {
+        // com.microsoft.nchwc (onnxruntime's level-'all' CPU layout): channels padded to the block size
+        const x = S(0);
+        if (!x || n.domain !== 'com.microsoft.nchwc') return;
+        set(attrInt(n, 'channels_last', 0) === 1 ? [x[0], x[3], x[1], x[2]].map((d, i) => (i === 1 ? undefined : d)) : x.map((d, i) => (i === 1 ? undefined : d)));
+        return;
+      }
+      case 'ReorderOutput': {
+        const x = S(0);
+        if (!x || n.domain !== 'com.microsoft.nchwc') return;
+        const c = attrInt(n, 'channels');
+        set(attrInt(n, 'channels_last', 0) === 1 ? [x[0], x[2], x[3], c] : [x[0], c, ...x.slice(2)]);
         return;
       }
       case 'SplitToSequence': {

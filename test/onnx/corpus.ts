@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 
-export const CORPUS = path.join(__dirname, '..', '..', 'models', 'corpus');
+export const CORPUS = process.env.TOMA_CORPUS ?? path.join(__dirname, '..', '..', 'models', 'corpus');
 
 export interface TensorFile {
   name: string;

@@ -5,7 +5,7 @@
 // scale, softmax, head merge), and checks that nothing outside the core reads what it removes.
 // Pure graph analysis: no onnxruntime, nothing written.
 import type { NodeProto } from '../gen/onnx_pb';
-import { nodeName, type GraphIndex } from '../graph';
+import { attrInts, nodeName, type GraphIndex } from '../graph';
 import type { AttentionBlock, Rope, Stream } from '../matcher';
 import type { ShapeInfo, Shape } from '../shapes';
 
@@ -19,6 +19,11 @@ export interface StreamCut {
   /** The graph tensor the cut reads (before any conversion). */
   tensor: string;
   layout: Layout;
+  /**
+   * com.microsoft::Attention packs q/k/v into one projection inside the node: the cut reads its
+   * input and projects it in the piece (x W + b, then this stream's third of the channels).
+   */
+  packed?: { weight: string; bias?: string; index: number; of: number };
 }
 
 export interface RopeCut {
@@ -30,6 +35,8 @@ export interface RopeCut {
   /** The cos / sin operands of the rotation's Mul nodes (any shape that broadcasts to q). */
   cos: string;
   sin: string;
+  /** The stream whose layout the tables broadcast against (q, or k where q reads a transposed copy). */
+  via: StreamCut;
   /**
    * 'head': cos/sin are the same for every head (their head axis is 1 or absent), so they cross the
    * cut as [B, T, d]; 'channels': as [B, T, C] (per-head tables, or a layout without a head axis).
@@ -143,6 +150,51 @@ function sharedOverHeads(shape: Shape | undefined, layout: Layout): boolean {
   return shape.length <= 4 && (at < 0 || shape[at] === 1);
 }
 
+const TO_BSHD: Partial<Record<Layout, number[]>> = { BNSH: [0, 2, 1, 3], BSHD: [0, 1, 2, 3] };
+
+/**
+ * Whether table `a` (read by a stream in layout `to`) is table `b` (read in layout `from`) moved
+ * into that layout by a Transpose, so both streams rotate each token by the same row.
+ */
+function sameTable(g: GraphIndex, a: string, b: string, from: Layout, to: Layout): boolean {
+  if (a === b) return from === to;
+  const f = TO_BSHD[from];
+  const t = TO_BSHD[to];
+  if (!f || !t) return false;
+  // the permutation taking `from`'s axes to `to`'s: to[i] = from[perm[i]]
+  const perm = t.map((axis) => f.indexOf(axis));
+  const p = g.producer(a);
+  if (p?.opType === 'Transpose' && p.input[0] === b) return attrInts(p, 'perm')?.join(',') === perm.join(',');
+  return false;
+}
+
+/**
+ * The tensor a table is made from by adding or moving unit axes only (Unsqueeze, Identity, a
+ * Transpose that keeps the order of the axes longer than 1): two tables with the same such source
+ * hold the same rows in the same order.
+ */
+function unitAxesSource(g: GraphIndex, shapes: ShapeInfo, t: string): string {
+  for (let i = 0; i < 8; i++) {
+    const p = g.producer(t);
+    if (!p) break;
+    if (p.opType === 'Unsqueeze' || p.opType === 'Identity') {
+      t = p.input[0];
+      continue;
+    }
+    if (p.opType === 'Transpose') {
+      const shp = shapes.shape(p.input[0]);
+      const perm = attrInts(p, 'perm');
+      if (!shp || !perm) break;
+      const big = perm.filter((axis) => shp[axis] !== 1);
+      if (big.some((axis) => shp[axis] === undefined) || big.some((axis, j) => j > 0 && axis < big[j - 1])) break;
+      t = p.input[0];
+      continue;
+    }
+    break;
+  }
+  return t;
+}
+
 /** The rotated partner rot(x) of a RoPE: the operand multiplied by sin. */
 export function ropeRotTensor(g: GraphIndex, rope: Rope): string | undefined {
   const add = g.producer(rope.output);
@@ -201,19 +253,32 @@ export function analyzeBlock(g: GraphIndex, shapes: ShapeInfo, nodes: Map<string
       if (bad) return `cannot read the token layout of ${bad.tensor} (shape ${fmtShape(shapes.shape(bad.tensor))})`;
       if (parts[0].layout !== parts[1].layout || parts[2].layout !== parts[3].layout)
         return 'q and rot(q) (or k and rot(k)) have different layouts';
+      // q and k may read the tables in their own layouts (onnxruntime's fusion moves q to
+      // [B, S, h, d] and transposes its tables with it): one table, seen through both layouts
+      let via: StreamCut = parts[0] as StreamCut;
+      let cos = qr.cos;
+      let sin = qr.sin;
+      if (kr.cos !== qr.cos || kr.sin !== qr.sin) {
+        const kLayout = parts[2].layout!;
+        const qLayout = parts[0].layout!;
+        const shared = (a: string, b: string) =>
+          sharedOverHeads(shapes.shape(a), qLayout) && sharedOverHeads(shapes.shape(b), kLayout) && unitAxesSource(g, shapes, a) === unitAxesSource(g, shapes, b);
+        const same = (a: string, b: string) => sameTable(g, a, b, kLayout, qLayout) || shared(a, b);
+        if (!(same(qr.cos, kr.cos) && same(qr.sin, kr.sin))) return 'q and k are rotated with different cos/sin tables';
+        via = parts[2] as StreamCut;
+        cos = kr.cos;
+        sin = kr.sin;
+      }
       rope = {
         q: parts[0] as StreamCut,
         qRot: parts[1] as StreamCut,
         k: parts[2] as StreamCut,
         kRot: parts[3] as StreamCut,
-        cos: qr.cos,
-        sin: qr.sin,
-        table: sharedOverHeads(shapes.shape(qr.cos), parts[0].layout!) && sharedOverHeads(shapes.shape(qr.sin), parts[0].layout!) ? 'head' : 'channels',
+        cos,
+        sin,
+        via,
+        table: sharedOverHeads(shapes.shape(cos), via.layout) && sharedOverHeads(shapes.shape(sin), via.layout) ? 'head' : 'channels',
       };
-      if (kr.cos !== qr.cos || kr.sin !== qr.sin) {
-        rope = undefined;
-        return 'q and k are rotated with different cos/sin tables';
-      }
       return undefined;
     })();
     if (why) ropeAfterCut = why;
@@ -224,9 +289,21 @@ export function analyzeBlock(g: GraphIndex, shapes: ShapeInfo, nodes: Map<string
     if (!c) return `${label}: no tensor between its projection and the attention core has a token layout toma reads (core input ${st.coreInput}, shape ${fmtShape(shapes.shape(st.coreInput))})`;
     return c;
   };
-  const q = rope ? rope.q : cutOf(bd.q, 'q');
-  const k = rope ? rope.k : cutOf(bd.k, 'k');
-  const v = cutOf(bd.v, 'v');
+  const packedCut = (st: Stream): StreamCut | string => {
+    const fused = nodes.get(bd.core.fused ?? '');
+    const pr = st.projections[0];
+    if (!fused || !pr?.packed) return 'the packed Attention node has no projection to cut at';
+    const attrs = new Set(fused.attribute.map((a) => a.name));
+    for (const a of ['qkv_hidden_sizes', 'unidirectional', 'past_present_share_buffer', 'do_rotary'])
+      if (attrs.has(a) && !(a === 'unidirectional' && fused.attribute.find((x) => x.name === a)?.i === 0n))
+        return `the com.microsoft::Attention node ${bd.core.fused} sets ${a}, which segment mode does not reproduce`;
+    if (fused.input.slice(3).some((t) => t)) return `the com.microsoft::Attention node ${bd.core.fused} has a mask, past state or attention bias`;
+    return { tensor: fused.input[0], layout: 'BSC', packed: { weight: fused.input[1], bias: fused.input[2] || undefined, index: pr.packed.index, of: pr.packed.of } };
+  };
+  const isPacked = b.form === 'Attention';
+  const q = rope ? rope.q : isPacked ? packedCut(bd.q) : cutOf(bd.q, 'q');
+  const k = rope ? rope.k : isPacked ? packedCut(bd.k) : cutOf(bd.k, 'k');
+  const v = isPacked ? packedCut(bd.v) : cutOf(bd.v, 'v');
   for (const c of [q, k, v]) if (typeof c === 'string') return { ok: false, reason: c };
 
   // The head-merged output: [B, S, C].
@@ -247,7 +324,8 @@ export function analyzeBlock(g: GraphIndex, shapes: ShapeInfo, nodes: Map<string
   let x: BlockCut['x'];
   const imgShape = shapes.shape(bd.normOutput);
   if (imgShape?.length === 3 && !removed.has(g.producer(bd.normOutput) ? nodeName(g.producer(bd.normOutput)!) : '')) {
-    if (prefix > 0) {
+    if (b.kind === 'joint' && prefix + suffix > 0) {
+      // [context ; image], text first whichever side the graph puts it (the cut moves SD3's text in front)
       const ctx = bd.contextNormOutput;
       const ctxShape = ctx ? shapes.shape(ctx) : undefined;
       if (ctx && ctxShape?.length === 3 && ctxShape[2] === imgShape[2]) x = { image: bd.normOutput, context: ctx };

@@ -115,7 +115,20 @@ class Builder {
   }
 
   /** [B, S, C] tokens from a cut tensor in `layout`; returns the tensor's name. */
-  toBsc(c: StreamCut, heads: number, headDim: number, out: string): string {
+  toBsc(c: StreamCut, heads: number, headDim: number, out: string, shared?: Map<string, string>): string {
+    if (c.packed) {
+      // x W (+ b) once per packed projection, then this stream's channels
+      const key = `${c.tensor}|${c.packed.weight}|${c.packed.bias ?? ''}`;
+      let qkv = shared?.get(key);
+      if (!qkv) {
+        const mm = this.node('MatMul', [c.tensor, c.packed.weight], `${out}::qkv_mm`);
+        qkv = c.packed.bias ? this.node('Add', [mm, c.packed.bias], `${out}::qkv`) : mm;
+        shared?.set(key, qkv);
+      }
+      const C = heads * headDim;
+      const from = c.packed.index * C;
+      return this.node('Slice', [qkv, this.ints([from]), this.ints([from + C]), this.ints([2])], out);
+    }
     return this.convert(c.tensor, c.layout, heads, headDim, out);
   }
 
@@ -183,10 +196,10 @@ export function buildPieces(g: GraphIndex, cuts: BlockCut[], shapeOf?: (tensor: 
     const bl = new Builder(`toma/cut${index}`);
     const base = `toma::cut${index}`;
     const bsc = (s: StreamCut, label: string) => {
-      const key = `${s.tensor}|${s.layout}|${b.heads}|${b.headDim}`;
+      const key = `${s.tensor}|${s.layout}|${b.heads}|${b.headDim}|${s.packed ? `${s.packed.weight}|${s.packed.index}` : ''}`;
       const hit = converted.get(key);
       if (hit) return hit;
-      const out = bl.toBsc(s, b.heads, b.headDim, `${base}::${label}`);
+      const out = bl.toBsc(s, b.heads, b.headDim, `${base}::${label}`, converted);
       converted.set(key, out);
       return out;
     };
@@ -201,24 +214,26 @@ export function buildPieces(g: GraphIndex, cuts: BlockCut[], shapeOf?: (tensor: 
       v = bsc(c.v, 'v');
       const packed = bl.node('Concat', [q, qRot, k, kRot, v], `${base}::qkv_rope`, { axis: 2 });
       // cos/sin broadcast to q's tokens: one table per cos tensor and q shape, shared by blocks
-      const qShape = shapeOf?.(r.q.tensor);
-      const shapeKey = qShape && qShape.every((d) => d !== undefined) ? JSON.stringify(qShape) : r.q.tensor;
+      // the tables broadcast against the stream that reads them (r.via: q, or k)
+      const via = r.via;
+      const viaShape = shapeOf?.(via.tensor);
+      const shapeKey = viaShape && viaShape.every((d) => d !== undefined) ? JSON.stringify(viaShape) : via.tensor;
       const table = (t: string, label: string) => {
-        const key = `${t}|table|${r.table}|${r.q.layout}|${b.heads}|${b.headDim}|${shapeKey}`;
+        const key = `${t}|table|${r.table}|${via.layout}|${b.heads}|${b.headDim}|${shapeKey}`;
         const hit = converted.get(key);
         if (hit) return hit;
-        const shp = bl.node('Shape', [r.q.tensor], `${base}::${label}::shape`);
+        const shp = bl.node('Shape', [via.tensor], `${base}::${label}::shape`);
         let out: string;
         if (r.table === 'head') {
           // [B, 1, S, d] (BNSH) or [B, S, 1, d] (BSHD), then [B, S, d]
-          const lead = r.q.layout === 'BNSH' ? bl.node('Slice', [shp, bl.ints([0]), bl.ints([1]), bl.ints([0])], `${base}::${label}::B`) : bl.node('Slice', [shp, bl.ints([0]), bl.ints([2]), bl.ints([0])], `${base}::${label}::BS`);
-          const tail = r.q.layout === 'BNSH' ? bl.node('Slice', [shp, bl.ints([2]), bl.ints([4]), bl.ints([0])], `${base}::${label}::Sd`) : bl.ints([b.headDim]);
+          const lead = via.layout === 'BNSH' ? bl.node('Slice', [shp, bl.ints([0]), bl.ints([1]), bl.ints([0])], `${base}::${label}::B`) : bl.node('Slice', [shp, bl.ints([0]), bl.ints([2]), bl.ints([0])], `${base}::${label}::BS`);
+          const tail = via.layout === 'BNSH' ? bl.node('Slice', [shp, bl.ints([2]), bl.ints([4]), bl.ints([0])], `${base}::${label}::Sd`) : bl.ints([b.headDim]);
           const target = bl.node('Concat', [lead, bl.ints([1]), tail], `${base}::${label}::target`, { axis: 0 });
           const ex = bl.node('Expand', [t, target], `${base}::${label}::full`);
-          out = bl.node('Reshape', [ex, bl.ints(r.q.layout === 'BNSH' ? [0, -1, b.headDim] : [0, 0, -1])], `${base}::${label}`);
+          out = bl.node('Reshape', [ex, bl.ints(via.layout === 'BNSH' ? [0, -1, b.headDim] : [0, 0, -1])], `${base}::${label}`);
         } else {
           const ex = bl.node('Expand', [t, shp], `${base}::${label}::full`);
-          out = bl.convert(ex, r.q.layout, b.heads, b.headDim, `${base}::${label}`);
+          out = bl.convert(ex, via.layout, b.heads, b.headDim, `${base}::${label}`);
         }
         converted.set(key, out);
         return out;

@@ -16,6 +16,7 @@ import { todoAssignment } from '../../processor/baselines';
 import { checkRatio, type ResolvedOptions } from '../../processor/options';
 import type { ProcessorStats } from '../../processor/processor';
 import { planAction, type GroupHistory } from '../../processor/schedule';
+import { fromFloat32, toFloat32 } from '../../tensor';
 import type { Tensor } from '../../types';
 
 export interface RopeCall {
@@ -100,7 +101,16 @@ export class RopeAttention {
    * packed [B, T, 5C] (T = P + N), cos/sin [B, T, C], x: selection tokens [B, T, C'] (default: the
    * pre-rotation k). Returns the attention output [B, T, C] before the output projection.
    */
-  async run(step: number, packedT: Tensor, cosT: Tensor, sinT: Tensor, xT: Tensor | undefined, call: RopeCall): Promise<Tensor> {
+  async run(step: number, packedIn: Tensor, cosIn: Tensor, sinIn: Tensor, xIn: Tensor | undefined, call: RopeCall): Promise<Tensor> {
+    // half-precision models (fp16 exports): the rotation and attention run in float32, as the
+    // graph's own x.float() * cos does, and the result goes back in the model's dtype
+    const dtype = packedIn.dtype;
+    const wide = (t: Tensor): Tensor => (t.dtype === 'float32' ? t : { data: toFloat32(t), shape: t.shape, dtype: 'float32' });
+    const out = await this.runFloat32(step, wide(packedIn), wide(cosIn), wide(sinIn), xIn && wide(xIn), call);
+    return dtype === 'float32' ? out : fromFloat32(out.data as Float32Array, out.shape, dtype);
+  }
+
+  private async runFloat32(step: number, packedT: Tensor, cosT: Tensor, sinT: Tensor, xT: Tensor | undefined, call: RopeCall): Promise<Tensor> {
     const [B, T, C5] = packedT.shape;
     const C = C5 / 5;
     const packed = f32(packedT);

@@ -198,7 +198,7 @@ interface BlockWork {
   rewrites: Array<{ node: NodeProto; index: number; from: number; to: number }>;
   /** Slice bounds (input index 1 = starts, 2 = ends) on the token axis rewritten to merged counts. */
   sliceRewrites: Array<{ node: NodeProto; index: number; from: number; to: number }>;
-  rope: Array<{ cos: string; sin: string; prefixRows: number; rank: number; muls: NodeProto[]; cosShape: number[] }>;
+  rope: Array<{ cos: string; sin: string; prefixRows: number; rank: number; headAxis: number; muls: NodeProto[]; cosShape: number[] }>;
   firstIndex: number;
   unmergeIndex: number;
 }
@@ -348,16 +348,19 @@ class Analyser {
       if (!cs || !ss || cs.some((d) => typeof d !== 'number') || JSON.stringify(cs) !== JSON.stringify(ss) || cs.length < 2)
         return `RoPE tables ${r.cos} / ${r.sin} need static, equal shapes [..., S, d] (got ${JSON.stringify(cs)} / ${JSON.stringify(ss)})`;
       const shape = cs as number[];
-      if (shape.slice(0, -2).some((d) => d !== 1)) return `RoPE table ${r.cos} has shape [${shape}]: only [S, d] with leading 1s is supported`;
-      const S = shape[shape.length - 2];
+      // one axis of rows besides the channels, every other axis 1 ([S, d], [1, 1, S, d], [1, S, 1, d])
+      const rowAxes = shape.slice(0, -1).map((d, i) => (d !== 1 ? i : -1)).filter((i) => i >= 0);
+      if (rowAxes.length > 1) return `RoPE table ${r.cos} has shape [${shape}]: only one axis of rows besides the channels is supported`;
+      const S = rowAxes.length ? shape[rowAxes[0]] : 1;
       const textRows = b.kind === 'joint' ? (b.prefix ?? -1) : P;
       const prefixRows = S === N ? 0 : S === textRows + N ? textRows : -1;
       if (prefixRows < 0) return `RoPE table ${r.cos} has ${S} rows; expected ${N} (image) or ${textRows + N} (prefix + image)`;
       const xs = this.shapes.shape(r.input);
       const rank = xs?.length ?? 0;
-      if (rank === 4 ? xs![1] !== b.heads : rank !== 3)
-        return `RoPE on ${r.input} of shape ${JSON.stringify(xs)}: only [B, heads, S, d] or [B, S, d] layouts are supported`;
-      rope.push({ cos: r.cos, sin: r.sin, prefixRows, rank, muls, cosShape: shape });
+      // where the gathered rows need a unit head axis: [B, heads, S, d] at 1, [B, S, heads, d] at 2
+      const headAxis = rank === 4 ? (xs![1] === b.heads ? 1 : xs![2] === b.heads ? 2 : -1) : rank === 3 ? 0 : -1;
+      if (headAxis < 0) return `RoPE on ${r.input} of shape ${JSON.stringify(xs)}: only [B, heads, S, d], [B, S, heads, d] or [B, S, d] layouts are supported`;
+      rope.push({ cos: r.cos, sin: r.sin, prefixRows, rank, headAxis, muls, cosShape: shape });
     }
     const firstIndex = Math.min(...spanConsumers.map((n) => this.index.get(n)!));
     const unmergeIndex = this.index.get(g.producer(unmergeAt)!) ?? firstIndex;
@@ -686,12 +689,12 @@ export function patchGraph(
       // RoPE rows of the destinations
       for (const r of w.rope) {
         for (const table of [r.cos, r.sin]) {
-          const cacheKey = `${table}|${r.prefixRows}|${r.rank}`;
+          const cacheKey = `${table}|${r.prefixRows}|${r.rank}|${r.headAxis}`;
           let gathered = ropeCache.get(cacheKey);
           if (!gathered) {
             keyed(planKey + 0.1, () => {
               const d = r.cosShape[r.cosShape.length - 1];
-              const S = r.cosShape[r.cosShape.length - 2];
+              const S = r.cosShape.slice(0, -1).reduce((x, y) => x * y, 1);
               const t2 = r.cosShape.length === 2 ? table : b.op('Reshape', [table, b.i64([S, d], [2], 'shape')]);
               let idx = destTokens();
               if (r.prefixRows) {
@@ -700,7 +703,7 @@ export function patchGraph(
                 idx = b.op('Concat', [text, b.op('Add', [idx, b.scalarI64(r.prefixRows, 'prefix')])], { axis: 1 });
               }
               gathered = b.op('Gather', [t2, idx], { axis: 0 }); // [Bs, S', d]
-              if (r.rank === 4) gathered = b.op('Unsqueeze', [gathered, b.i64([1], [1], 'axes')]);
+              if (r.rank === 4) gathered = b.op('Unsqueeze', [gathered, b.i64([r.headAxis], [1], 'axes')]);
             });
             ropeCache.set(cacheKey, gathered!);
           }
