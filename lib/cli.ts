@@ -5,7 +5,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { addonPath } from './native';
 import { backend } from './backend';
 import { runInfo } from './cli/info';
-import { parseGrid, runPatch } from './cli/patch';
+import { parseGrid, parseShapes, runInspect, runPatch } from './cli/patch';
 import { runDemo } from './cli/demo';
 
 function positiveInt(name: string) {
@@ -42,6 +42,20 @@ export function buildProgram(): Command {
     .option('--ratio <r>', 'merge ratio in [0, 1)', ratioArg, 0.5)
     .action(async (o) => {
       await runInfo(o);
+    });
+  program
+    .command('inspect')
+    .description('list the attention blocks of an ONNX model: kind, heads, grid, and whether toma can patch each (and why not)')
+    .argument('<model>', '.onnx model')
+    .option('--shapes <list>', 'input shapes of a run for dynamic-shape models, e.g. sample=2x4x64x64,timestep=2,encoder_hidden_states=2x77x768', (v: string) => {
+      try {
+        return parseShapes(v);
+      } catch (e) {
+        throw new InvalidArgumentError((e as Error).message);
+      }
+    })
+    .action(async (model: string, o: { shapes?: Record<string, number[]> }) => {
+      await runInspect(model, o);
     });
   program
     .command('patch')
@@ -94,6 +108,11 @@ export function buildProgram(): Command {
 }
 
 if (require.main === module) {
+  // output piped into `head` and the like: a closed pipe ends the program quietly
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+    throw e;
+  });
   buildProgram()
     .parseAsync(process.argv)
     .catch((e: Error) => {

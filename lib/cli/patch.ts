@@ -43,6 +43,28 @@ export function parseGrid(v: string): [number, number] {
   return g as [number, number];
 }
 
+/** `--shapes sample=2x4x64x64,timestep=2`: the input shapes of one run, for dynamic-shape models. */
+export function parseShapes(v: string): Record<string, number[]> {
+  const out: Record<string, number[]> = {};
+  for (const part of v.split(',').map((x) => x.trim()).filter(Boolean)) {
+    const m = /^([^=]+)=(\d+(?:x\d+)*)$/.exec(part);
+    if (!m) throw new RangeError(`shapes: expected name=AxBxC entries separated by commas, got '${part}'`);
+    out[m[1]] = m[2].split('x').map(Number);
+  }
+  return out;
+}
+
+/** `toma inspect`: one line per attention block (what it is, its grid, or why it stays dense). */
+export async function runInspect(input: string, o: { shapes?: Record<string, number[]> }, out: NodeJS.WritableStream = process.stdout): Promise<InspectReport> {
+  const report = await inspect(input, o.shapes ? { inputShapes: o.shapes } : {});
+  const counts = ['self', 'joint', 'cross'].map((k) => `${report.blocks.filter((b) => b.kind === k).length} ${k}`).join(', ');
+  out.write(`${report.model.path}: ${report.model.nodes} nodes; attention blocks: ${counts}; patchable: ${report.blocks.filter((b) => b.patchable).length}
+`);
+  for (const b of report.blocks) out.write(`  ${b.name}: ${b.summary}\n`);
+  for (const sk of report.skipped) out.write(`  skipped ${sk.node}: ${sk.reason}\n`);
+  return report;
+}
+
 /** The per-block table: name, kind, grid, heads, channels, patchable / reason. */
 export function formatBlocks(report: InspectReport): string {
   const rows = report.blocks.map((b) => [

@@ -1,6 +1,6 @@
 // toma.onnx.inspect(path): what the matcher found in a model, per attention block (SPEC section 8),
 // plus the boundaries (node and tensor names) that the patching modes build on.
-import { matchAttention, type AttentionBlock, type AttentionForm, type Hazard } from './matcher';
+import { matchAttention, reportedKind, type AttentionBlock, type AttentionForm, type Hazard } from './matcher';
 import { externalLocations, readModel, type ReadOptions } from './model';
 
 /** One block as SPEC section 8 names it, plus the matcher's detail. */
@@ -18,8 +18,34 @@ export interface InspectBlock {
   form: AttentionForm;
   hazards: Hazard[];
   notes: string[];
+  /** Text tokens after the image tokens (SD3's joint attention puts the image first). */
+  suffix?: number;
+  /** One line: what the block is and where its grid comes from, or why toma leaves it alone. */
+  summary: string;
   /** Everything the matcher traced: boundaries, streams, projections, core nodes. */
   match: AttentionBlock;
+}
+
+/** The block in one line, as `toma inspect` prints it. */
+export function summarize(b: AttentionBlock): string {
+  const kind = reportedKind(b);
+  const shape = `${b.heads || '?'} heads x ${b.headDim || '?'}`;
+  if (b.kind === 'cross') return `cross-attention (${shape}): never merged`;
+  const where = b.grid
+    ? `grid ${b.grid[0]}x${b.grid[1]}`
+    : b.gridSource
+      ? 'grid from the input shapes at run time'
+      : b.tokensInput
+        ? `tokens fed as ${b.tokensInput}: grid from the position ids at run time, else a square`
+        : 'grid unknown: pass options.grid';
+  const count = (b.prefix ?? 0) + (b.suffix ?? 0);
+  const text = b.text ? `, ${count || 'the'} text tokens ${b.text} the image` : '';
+  const rope = b.boundaries.q.rope ? ', RoPE' : '';
+  const form = b.form === 'matmul-softmax' ? '' : `, ${b.form}`;
+  const head = `${kind}-attention (${shape}${form}), ${where}${text}${rope}`;
+  if (!b.patchable) return `${head}: not patched: ${b.reason ?? 'unknown reason'}`;
+  const baked = b.hazards.filter((h) => h.kind === 'baked-sequence-length').length;
+  return `${head}: patchable${baked ? ` (${baked} baked sequence lengths rewritten)` : ''}`;
 }
 
 export interface InspectReport {
@@ -73,13 +99,15 @@ export async function inspect(path: string, o: InspectOptions = {}): Promise<Ins
   return {
     blocks: report.blocks.map((b) => ({
       name: b.name,
-      kind: b.kind,
+      kind: reportedKind(b),
       ...(b.grid ? { grid: b.grid } : {}),
       heads: b.heads,
       channels: b.channels,
       patchable: b.patchable,
       ...(b.reason !== undefined ? { reason: b.reason } : {}),
       ...(b.prefix !== undefined ? { prefix: b.prefix } : {}),
+      ...(b.suffix ? { suffix: b.suffix } : {}),
+      summary: summarize(b),
       headDim: b.headDim,
       form: b.form,
       hazards: b.hazards,

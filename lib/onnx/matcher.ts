@@ -14,6 +14,7 @@ import { GraphIndex, attrFloat, attrInt, attrInts, nodeName } from './graph';
 import type { OnnxModel } from './model';
 import { ShapeInfo, mulDims, type Dim } from './shapes';
 import { provablyZero } from './zeros';
+import { canonicalizeRope } from './canonical';
 
 export type AttentionKind = 'self' | 'cross' | 'joint';
 export type AttentionForm = 'matmul-softmax' | 'MultiHeadAttention' | 'Attention';
@@ -88,6 +89,8 @@ export interface AttentionBlock {
   suffix?: number;
   /** The graph input the image tokens come from, when the graph takes tokens (no NCHW map). */
   tokensInput?: string;
+  /** Text tokens share the sequence (joint, or one [text ; image] concat): on which side of the image. */
+  text?: 'before' | 'after';
   /** Sequence length of q (image tokens, or prefix + image for joint), when known. */
   tokens?: Dim;
   /** Softmax scale, when it is a constant or folds to one; undefined = unknown. */
@@ -158,7 +161,16 @@ interface GridFind {
  * `bind`: concrete shapes of the graph inputs (one run's feeds). Dynamic-shape models tell their
  * token grids, token counts and prefix lengths only with it; without it they stay symbolic.
  */
+/**
+ * The kind a report shows: a self block whose sequence holds text tokens beside the image ones
+ * (Flux's single-stream blocks: one [text ; image] sequence, one set of weights) is joint attention.
+ */
+export function reportedKind(b: Pick<AttentionBlock, 'kind' | 'prefix' | 'suffix' | 'text'>): AttentionKind {
+  return b.kind === 'self' && (b.text !== undefined || (b.prefix ?? 0) > 0 || (b.suffix ?? 0) > 0) ? 'joint' : b.kind;
+}
+
 export function matchAttention(model: OnnxModel, bind?: ReadonlyMap<string, readonly number[]>): MatchReport {
+  canonicalizeRope(model.proto.graph!);
   const g = new GraphIndex(model.proto.graph!, model);
   const shapes = new ShapeInfo(g, bind);
   const m = new Matcher(g, shapes);
@@ -507,7 +519,9 @@ class Matcher {
     if (p.opType === 'Mul') {
       for (const i of [0, 1]) {
         const w = p.input[1 - i];
-        if (this.g.isConst(w) && (this.g.constDims(w)?.length ?? 0) <= 1) {
+        // a per-channel weight: [d], or [1, .., 1, d] once an optimiser has reshaped it
+        const wd = this.g.constDims(w);
+        if (wd && wd.slice(0, -1).every((d) => d === 1)) {
           const inner = this.g.producer(p.input[i]);
           if (inner && (inner.opType === 'Mul' || inner.opType === 'Div')) {
             const r = this.rmsNormInput(inner);
@@ -806,7 +820,7 @@ class Matcher {
     } else if (kind === 'cross') {
       patchable = false;
       reason = `cross-attention: k and v are projected from ${kImage?.input}, not from the tokens that q reads; toma merges self- and joint attention only`;
-    } else if (hazards.length) {
+    } else if (hazards.some((h) => h.kind !== 'baked-sequence-length' || !h.rewrite)) {
       patchable = false;
       const baked = hazards.filter((h) => h.kind === 'baked-sequence-length');
       const other = hazards.filter((h) => h.kind !== 'baked-sequence-length');
@@ -821,6 +835,10 @@ class Matcher {
         );
       }
       reason = parts.join('; ');
+    } else if (hazards.length) {
+      // a static export: its head reshapes bake the sequence length, which merging rewrites to -1 / 0
+      const lens = [...new Set(hazards.map((h) => h.rewrite!.from))].join(', ');
+      notes.push(`${hazards.length} Reshape shape constant${hazards.length > 1 ? 's bake' : ' bakes'} the sequence length ${lens}; patching rewrites ${hazards.length > 1 ? 'them' : 'it'} to -1 / 0`);
     }
     return {
       name,
@@ -832,6 +850,7 @@ class Matcher {
       grid: grid.grid,
       gridSource: grid.source,
       ...(grid.tokensInput ? { tokensInput: grid.tokensInput } : {}),
+      ...(joint ? { text: imageIndex === 0 ? ('after' as const) : ('before' as const) } : grid.sequence ? { text: grid.sequence.part === 0 ? ('after' as const) : ('before' as const) } : {}),
       prefix,
       ...(suffix ? { suffix } : {}),
       tokens,

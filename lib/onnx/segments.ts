@@ -23,13 +23,14 @@ import { performance } from 'node:perf_hooks';
 import { createProcessor, type Processor, type ProcessorStats } from '../processor/processor';
 import type { Tensor } from '../types';
 import { GraphIndex } from './graph';
-import { matchAttention, type AttentionBlock } from './matcher';
+import { matchAttention, reportedKind, type AttentionBlock } from './matcher';
 import { externalLocations, readModel, writeModel, type OnnxModel } from './model';
 import type { OrtRunOptions, OrtSessionOptions, OrtTensor, SessionOptions, SessionStats, TomaSession } from './session-types';
 import { ShapeInfo } from './shapes';
 import { SpecializedSession, needsBinding, type Bind } from './specialize';
 import { resolveGrid, type GridHints } from './grid';
 import { defaultDense, ratioFor, type PolicyBlock } from './payoff';
+import { canonicalizeRope } from './canonical';
 import { analyzeBlock, nodesByName, type BlockCut } from './segments/analyze';
 import { buildPieces, pieceGraph, type CutSpec, type PieceSpec } from './segments/pieces';
 import { elemTypeOf, elemTypeOfInfo, loadOrt, typedValueInfo, type Ort } from './segments/ort';
@@ -461,6 +462,7 @@ async function buildSegmentSession(
     emit(m);
   };
   let processor = createProcessor(procOptions as never);
+  canonicalizeRope(model.proto.graph!);
   const g = new GraphIndex(model.proto.graph!, model);
   const shapes = new ShapeInfo(g, bind);
   const nodes = nodesByName(g);
@@ -470,7 +472,7 @@ async function buildSegmentSession(
   const blocks: SegmentBlock[] = [];
   const cuttable: Array<{ block: AttentionBlock; cut: BlockCut; report: SegmentBlock; grid?: [number, number]; gridFrom: string }> = [];
   for (const b of match.blocks) {
-    const report: SegmentBlock = { name: b.name, kind: b.kind, ...(b.grid ? { grid: b.grid } : {}), heads: b.heads, channels: b.channels, status: 'unpatched' };
+    const report: SegmentBlock = { name: b.name, kind: reportedKind(b), ...(b.grid ? { grid: b.grid } : {}), heads: b.heads, channels: b.channels, status: 'unpatched' };
     blocks.push(report);
     const a = analyzeBlock(g, shapes, nodes, b, options.rope !== 'rotated');
     if (!a.ok) {

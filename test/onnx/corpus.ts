@@ -30,6 +30,7 @@ export interface TruthBlock {
   head_dim: number;
   channels: number;
   rope: boolean;
+  qk_norm: string | null;
   context_pre_only: boolean;
   image_tokens: Record<string, number>;
   text_tokens: Record<string, number>;

@@ -144,7 +144,7 @@ describe('inspect on graphs it does not know', () => {
     const r = await toma.onnx.inspect(save('baked.onnx', model(nodes, inits, [vi('X', [1, 16, 8])], [vi('O', [1, 16, 8])])));
     expect(r.blocks).toHaveLength(1);
     const b = r.blocks[0];
-    expect(b).toMatchObject({ kind: 'self', heads: 2, channels: 8, patchable: false });
+    expect(b).toMatchObject({ kind: 'self', heads: 2, channels: 8, patchable: true });
     expect(b.hazards.map((h) => h.rewrite)).toEqual(
       expect.arrayContaining([
         { node: expect.any(String), input: 'shape', index: 1, from: 16, to: -1 },

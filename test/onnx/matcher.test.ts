@@ -117,15 +117,15 @@ describe('flux_joint (Flux-style double-stream block)', () => {
 });
 
 describe('sd_transformer_64x64_static: sequence length baked into Reshape constants', () => {
-  test('self blocks are not patchable and list the rewrites; applying them makes the blocks patchable with unchanged outputs', async () => {
+  test('self blocks are patchable through the rewrites they list; applying them leaves the outputs unchanged', async () => {
     const file = fixture('sd_transformer_64x64_static.onnx');
     const m = await readModel(file);
     const { blocks } = matchAttention(m);
     const self = blocks.filter((b) => b.kind === 'self');
     expect(self).toHaveLength(2);
     for (const b of self) {
-      expect(b.patchable).toBe(false);
-      expect(b.reason).toMatch(/bake the sequence length 4096.*patchable after the rewrites/);
+      expect(b.patchable).toBe(true);
+      expect(b.notes.join(' ')).toMatch(/bake the sequence length 4096; patching rewrites them to -1 \/ 0/);
       expect(b.hazards.length).toBeGreaterThan(0);
       for (const h of b.hazards) {
         expect(h.kind).toBe('baked-sequence-length');
@@ -173,7 +173,7 @@ describe('PP-OCRv4 recognizer (Paddle2ONNX, a graph nobody here wrote)', () => {
       // tokens come from an NCHW map of height 1 and dynamic width
       expect(b.gridSource?.tensor).toBe('swish_12.tmp_0');
       expect(b.gridSource?.dims[2]).toBe(1);
-      expect(b.notes.join(' ')).toMatch(/not static.*pass grid/);
+      expect(b.notes.join(' ')).toMatch(/not static.*known at run time from the input shapes/);
     }
     expect(blocks[0].boundaries.normOutput).not.toBe(blocks[1].boundaries.normOutput);
     expect(skipped).toHaveLength(1);

@@ -353,13 +353,12 @@ describe('patchModel on the fixtures', () => {
     expectClose(y, want, 1e-6, 'rotated q');
   });
 
-  test('flux_joint without a grid: the block is reported, not patched; the session asks for the grid', async () => {
+  test('flux_joint without a grid or position ids: 1024 tokens taken as a 32x32 square, with a warning naming the assumption', async () => {
     const out = path.join(dir, 'nogrid.onnx');
-    const report = await patchModel(fixture('flux_joint.onnx'), out, { ratio: 0.5 });
-    expect(report.blocks[0]).toMatchObject({ patched: false, needsGrid: true });
-    expect(report.blocks[0].reason).toMatch(/token grid unknown.*pass options.grid/);
-    await expect(createStandardOpsSession(fixture('flux_joint.onnx'), { ratio: 0.5 })).rejects.toThrow(TypeError);
-    await expect(createStandardOpsSession(fixture('flux_joint.onnx'), { ratio: 0.5 })).rejects.toThrow(/options.grid: required/);
+    const warnings: string[] = [];
+    const report = await patchModel(fixture('flux_joint.onnx'), out, { ratio: 0.5, dense: [], onWarning: (m: string) => warnings.push(m) });
+    expect(report.blocks[0]).toMatchObject({ patched: true, grid: [32, 32] });
+    expect(warnings).toEqual([expect.stringMatching(/takes tokens \(hidden_states\) and no position ids tell their grid; 1024 tokens are taken as a 32x32 square/)]);
   });
 
   test('a block whose merged tensors are used outside its span is refused, the others patched', async () => {
@@ -529,12 +528,10 @@ describe('createStandardOpsSession: plans across steps', () => {
     await c.release();
   });
 
-  test('two block groups: the first stays dense by default (SPEC 7); with dense: [] each group threads its own plan', async () => {
+  test('two block groups: both merge by default (they pay; no first-group rule); with dense: [] each group threads its own plan', async () => {
     const group = (b: string) => (b.includes('blocks.0') ? 'first' : 'second');
     const d = await createStandardOpsSession(f, { ratio: 0.5, group });
-    expect(d.report.blocks[0]).toMatchObject({ patched: false, dense: true });
-    expect(d.report.blocks[0].reason).toMatch(/dense by default: the first of the 2 self-attention block groups/);
-    expect(d.stats().patchedBlocks).toEqual(['/transformer_blocks.1/attn1']);
+    expect(d.stats().patchedBlocks).toEqual(['/transformer_blocks.0/attn1', '/transformer_blocks.1/attn1']);
     await d.release();
     const s = await createStandardOpsSession(f, { ratio: 0.5, group, dense: [], weightInterval: 2 });
     try {

@@ -18,8 +18,9 @@
 import { performance } from 'node:perf_hooks';
 import type { GraphProto, NodeProto } from '../gen/onnx_pb';
 import { GraphIndex, nodeName } from '../graph';
-import { matchAttention, type AttentionBlock, type AttentionKind } from '../matcher';
+import { matchAttention, reportedKind, type AttentionBlock, type AttentionKind } from '../matcher';
 import { provablyZero } from '../zeros';
+import { canonicalizeRope } from '../canonical';
 import type { OnnxModel } from '../model';
 import { ShapeInfo, type Dim } from '../shapes';
 import type { SessionOptions } from '../session-types';
@@ -446,6 +447,7 @@ export function patchGraph(
   const planIO: PlanIOMode = o.planIO ?? 'required';
   const precision = o.precision ?? 'float64';
   const graph = model.proto.graph!;
+  canonicalizeRope(graph);
   const g = new GraphIndex(graph, model);
   const shapes = new ShapeInfo(g, bind);
   const an = new Analyser(g, shapes);
@@ -456,7 +458,7 @@ export function patchGraph(
   const work: BlockWork[] = [];
   const candidates: Array<{ b: AttentionBlock; rep: PatchedBlock; ratio: number; groupName: string; resolved: ResolvedGrid }> = [];
   for (const b of blocks) {
-    const rep: PatchedBlock = { name: b.name, kind: b.kind, patched: false };
+    const rep: PatchedBlock = { name: b.name, kind: reportedKind(b), patched: false };
     reports.push(rep);
     if (b.kind === 'cross') {
       rep.reason = b.reason ?? 'cross-attention: left as exported';

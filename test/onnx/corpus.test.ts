@@ -1,0 +1,135 @@
+// The patcher against the corpus of real diffusers exports (models/corpus): models toma did not
+// make, checked against ground truth read from the torch module tree (which attention is self,
+// cross or joint, on which grid) and against onnxruntime running the original model.
+import * as ort from 'onnxruntime-node';
+import * as toma from '../../lib';
+import type { SegmentSessionStats } from '../../lib/onnx/segments';
+import type { StandardOpsSession } from '../../lib/onnx/standard-ops';
+import { corpus, feeds, modelPath, outputs, relDiff, type CorpusModel, type Reference, type TruthBlock } from './corpus';
+
+const MODELS = corpus();
+const quiet = { onWarning: () => undefined };
+
+/** The reference inputs a model is checked on: its small one ('ref'). */
+const refOf = (m: CorpusModel): Reference => m.references.find((r) => r.name === 'ref') ?? m.references[0];
+
+/** Ground truth blocks toma should merge: self and joint attention (Flux's single blocks are joint). */
+const mergeable = (m: CorpusModel) => m.attention.filter((a) => a.kind !== 'cross');
+
+/** Our block for a ground-truth attention: by scope where the exporter kept names, else by order. */
+function pair<T extends { name: string; kind: string }>(m: CorpusModel, ours: T[]): Array<[TruthBlock, T | undefined]> {
+  const truth = m.attention;
+  const named = ours.filter((b) => b.name.startsWith('/'));
+  if (named.length === ours.length) return truth.map((t) => [t, ours.find((b) => b.name === t.onnx_scope)]);
+  // fused nodes (Attention_0, MultiHeadAttention_3) carry no scope: kinds in graph order
+  const byKind = (k: string) => ours.filter((b) => (k === 'cross' ? b.kind === 'cross' : b.kind !== 'cross'));
+  const queues = { cross: byKind('cross'), other: byKind('self') };
+  return truth.map((t) => [t, (t.kind === 'cross' ? queues.cross : queues.other).shift()]);
+}
+
+const originals = new Map<string, Record<string, ort.Tensor>>();
+async function original(m: CorpusModel): Promise<Record<string, ort.Tensor>> {
+  const hit = originals.get(m.key);
+  if (hit) return hit;
+  const s = await ort.InferenceSession.create(modelPath(m));
+  const out = await s.run(feeds(refOf(m)));
+  await s.release();
+  originals.set(m.key, out);
+  return out;
+}
+
+describe.each(MODELS.map((m) => [m.key, m] as const))('%s', (_key, m) => {
+  const ref = refOf(m);
+  const out0 = ref.outputs[0].name;
+
+  test('onnxruntime runs it as torch did (the corpus itself)', async () => {
+    const o = await original(m);
+    expect(relDiff(o[out0], outputs(ref)[out0])).toBeLessThanOrEqual(m.tolerance);
+  });
+
+  test('inspect with the input shapes: every self/joint attention found and patchable, cross never, grids as torch saw them', async () => {
+    const inputShapes = Object.fromEntries(ref.inputs.map((t) => [t.name, t.shape]));
+    const r = await toma.onnx.inspect(modelPath(m), { inputShapes });
+    expect(r.blocks.filter((b) => b.kind === 'cross')).toHaveLength(m.counts.cross);
+    expect(r.blocks.filter((b) => b.kind === 'cross' && b.patchable)).toHaveLength(0);
+    const ours = r.blocks.filter((b) => b.kind !== 'cross');
+    expect(ours).toHaveLength(mergeable(m).length);
+    for (const [t, b] of pair(m, r.blocks)) {
+      expect(b).toBeDefined();
+      expect(b!.kind).toBe(t.kind);
+      expect(b!.heads).toBe(t.heads);
+      if (t.kind === 'cross') continue;
+      expect([b!.name, b!.patchable, b!.reason]).toEqual([b!.name, true, undefined]);
+      // token inputs (Flux) tell their grid only with the position ids' values (at run time)
+      if (b!.grid) expect(b!.grid).toEqual(t.grid.ref);
+    }
+  });
+
+  test.each(['segments', 'standard-ops'] as const)('%s: ratio 0 is the original; ratio 0.5 merges every self/joint block on the grid torch saw', async (mode) => {
+    const base = await original(m);
+    const f = feeds(ref);
+    const dense = await toma.onnx.createSession(modelPath(m), { ratio: 0, mode, ...quiet });
+    expect(relDiff((await dense.run(f))[out0], base[out0])).toBeLessThanOrEqual(1e-5);
+    await dense.release();
+
+    const s = await toma.onnx.createSession(modelPath(m), { ratio: 0.5, mode, dense: [], ...quiet });
+    s.beginImage();
+    const merged = await s.run(f);
+    const d = relDiff(merged[out0], base[out0]);
+    expect(d).toBeGreaterThan(1e-4); // something was merged
+    expect(d).toBeLessThan(0.5); // and the model still computes about the same thing
+    const reported =
+      mode === 'segments'
+        ? (s.stats() as SegmentSessionStats).blocks.map((b) => ({ name: b.name, kind: b.kind, grid: b.grid, patched: b.status === 'patched' }))
+        : (s as unknown as StandardOpsSession).report.blocks.map((b) => ({ name: b.name, kind: b.kind, grid: b.grid, patched: b.patched }));
+    expect(s.stats().patchedBlocks).toHaveLength(mergeable(m).length);
+    for (const [t, b] of pair(m, reported)) {
+      expect(b).toBeDefined();
+      expect(b!.patched).toBe(t.kind !== 'cross');
+      if (t.kind !== 'cross') expect(b!.grid).toEqual(t.grid.ref);
+    }
+    await s.release();
+  });
+});
+
+describe('the two modes are two implementations of one method', () => {
+  // Standard-ops merges the block input (the authors' way); segment mode merges q/k/v after the
+  // projections (SPEC 6). Merging commutes with the linear projections, so the two agree wherever
+  // nothing nonlinear sits between: everywhere but the per-head q/k RMSNorm of SD3.5 and Flux.
+  const linear = MODELS.filter((m) => !m.attention.some((a) => a.qk_norm));
+  test.each(linear.map((m) => [m.key, m] as const))('%s: segments and standard-ops give the same outputs over 3 steps', async (_k, m) => {
+    const f = feeds(refOf(m));
+    const runs: Array<Record<string, ort.Tensor>[]> = [];
+    for (const mode of ['segments', 'standard-ops'] as const) {
+      const s = await toma.onnx.createSession(modelPath(m), { ratio: 0.5, mode, dense: [], ...quiet });
+      s.beginImage();
+      const o: Record<string, ort.Tensor>[] = [];
+      for (let i = 0; i < 3; i++) o.push(await s.run(f));
+      runs.push(o);
+      await s.release();
+    }
+    const name = refOf(m).outputs[0].name;
+    const tol = m.dtype.startsWith('float16') ? 5e-3 : 1e-5;
+    for (let i = 0; i < 3; i++) expect(relDiff(runs[0][i][name], runs[1][i][name])).toBeLessThanOrEqual(tol);
+  });
+});
+
+describe('the same model in other forms merges the same way', () => {
+  // onnxruntime-optimised, fused-MultiHeadAttention and external-data files derive from one export:
+  // toma must merge them exactly as it merges the raw export.
+  const derived = MODELS.filter((m) => m.derived_from && m.dtype === 'float32');
+  test.each(derived.map((m) => [m.key, m] as const))('%s', async (_k, m) => {
+    const base = MODELS.find((x) => x.file === m.derived_from)!;
+    const f = feeds(refOf(m));
+    const name = refOf(m).outputs[0].name;
+    for (const mode of ['segments', 'standard-ops'] as const) {
+      const outs: ort.Tensor[] = [];
+      for (const x of [base, m]) {
+        const s = await toma.onnx.createSession(modelPath(x), { ratio: 0.5, mode, dense: [], ...quiet });
+        outs.push((await s.run(f))[name]);
+        await s.release();
+      }
+      expect(relDiff(outs[1], outs[0])).toBeLessThanOrEqual(1e-5);
+    }
+  });
+});
