@@ -1,8 +1,14 @@
 // The patcher against the corpus of real diffusers exports (models/corpus): models toma did not
 // make, checked against ground truth read from the torch module tree (which attention is self,
 // cross or joint, on which grid) and against onnxruntime running the original model.
+import { create } from '@bufbuild/protobuf';
 import * as ort from 'onnxruntime-node';
 import * as toma from '../../lib';
+import { TensorShapeProto_DimensionSchema, TensorShapeProtoSchema, TypeProto_TensorSchema, TypeProtoSchema, ValueInfoProtoSchema } from '../../lib/onnx/gen/onnx_pb';
+import { matchAttention } from '../../lib/onnx/matcher';
+import { encodeModel, readModel } from '../../lib/onnx/model';
+import type { Tensor } from '../../lib/types';
+import { bnshToBsc } from './segments-helpers';
 import type { SegmentSessionStats } from '../../lib/onnx/segments';
 import type { StandardOpsSession } from '../../lib/onnx/standard-ops';
 import { corpus, feeds, modelPath, outputs, relDiff, type CorpusModel, type Reference, type TruthBlock } from './corpus';
@@ -133,3 +139,89 @@ describe('the same model in other forms merges the same way', () => {
     }
   });
 });
+
+describe('Flux: merged tokens are rotated at their destination (by hand on the original graph)', () => {
+  // The block's attention output is replaced by a graph input; the pre-rotation q/k, v, the
+  // selection tokens and the cos/sin tables are read from the original graph; toma's ops merge,
+  // a hand-written Flux rotation (pairs (x0, x1) -> (x0 c - x1 s, x1 c + x0 s)) rotates each merged
+  // token with its destination's row (text rows keep theirs), attention, unmerge, and the result
+  // goes back in. Segment mode with only that block merged must give the same model output.
+  const m = MODELS.find((x) => x.key === 'flux_sdpa_dynamic')!;
+  test.each(['/transformer_blocks.0/attn', '/single_transformer_blocks.1/attn'])('%s', async (name) => {
+    const ref = refOf(m);
+    const f = feeds(ref);
+    const text = ref.inputs.find((t) => t.name === 'txt_ids')!.shape[0];
+    const grid = m.attention.find((a) => a.onnx_scope === name)!.grid.ref!;
+    const session = await toma.onnx.createSession(modelPath(m), { ratio: 0.5, dense: (b: string) => b !== name, ...quiet });
+    session.beginImage();
+    const want = await session.run(f);
+    expect(session.stats().patchedBlocks).toEqual([name]);
+    await session.release();
+
+    const model = await readModel(modelPath(m));
+    const b = matchAttention(model, new Map(ref.inputs.map((t) => [t.name, t.shape]))).blocks.find((x) => x.name === name)!;
+    const bd = b.boundaries;
+    const g = model.proto.graph!;
+    const out = bd.headMerge.output;
+    for (const n of g.node) n.input.forEach((x, j) => x === out && (n.input[j] = 'injected'));
+    g.input.push(create(ValueInfoProtoSchema, { name: 'injected', type: floatType(3) }));
+    const capture = [bd.q.rope!.input, bd.k.rope!.input, bd.v.coreInput, bd.q.rope!.cos, bd.q.rope!.sin, bd.normOutput, ...(bd.contextNormOutput ? [bd.contextNormOutput] : [])];
+    for (const t of capture) g.output.push(create(ValueInfoProtoSchema, { name: t }));
+    const s = await ort.InferenceSession.create(encodeModel(model));
+    const B = ref.inputs[0].shape[0];
+    const T = text + grid[0] * grid[1];
+    const zero = new ort.Tensor('float32', new Float32Array(B * T * b.channels), [B, T, b.channels]);
+    const cap = await s.run({ ...f, injected: zero });
+    const bsc = (t: string) => bnshToBsc(cap[t]);
+    const x = bd.contextNormOutput ? catTokens(bsc(bd.contextNormOutput), bsc(bd.normOutput)) : bsc(bd.normOutput);
+    const plan = await toma.computePlan(x, { grid, ratio: 0.5, prefix: text });
+    const K = plan.K;
+    const dst = plan.destinations;
+    const pos = (bb: number, r: number) => (r < text ? r : text + dst[(dst.length === K ? 0 : bb * K) + r - text]);
+    const cos = cap[bd.q.rope!.cos].data as Float32Array;
+    const sin = cap[bd.q.rope!.sin].data as Float32Array;
+    const q = rotateFlux(await toma.merge(bsc(bd.q.rope!.input), plan), b.heads, cos, sin, b.headDim, pos);
+    const k = rotateFlux(await toma.merge(bsc(bd.k.rope!.input), plan), b.heads, cos, sin, b.headDim, pos);
+    const v = await toma.merge(bsc(bd.v.coreInput), plan);
+    const attn = await toma.unmerge(await toma.attention(q, k, v, { heads: b.heads, scale: b.scale }), plan);
+    const got = await s.run({ ...f, injected: new ort.Tensor('float32', attn.data as Float32Array, attn.shape) });
+    await s.release();
+    const o = ref.outputs[0].name;
+    expect(relDiff(got[o], want[o])).toBeLessThanOrEqual(1e-5);
+  });
+});
+
+function floatType(rank: number) {
+  return create(TypeProtoSchema, {
+    value: { case: 'tensorType', value: create(TypeProto_TensorSchema, { elemType: 1, shape: create(TensorShapeProtoSchema, { dim: Array.from({ length: rank }, (_, i) => create(TensorShapeProto_DimensionSchema, { value: { case: 'dimParam', value: `d${i}` } })) }) }) },
+  });
+}
+
+function catTokens(a: Tensor, b: Tensor): Tensor {
+  const [B, Sa, C] = a.shape;
+  const Sb = b.shape[1];
+  const out = new Float32Array(B * (Sa + Sb) * C);
+  for (let i = 0; i < B; i++) {
+    out.set((a.data as Float32Array).subarray(i * Sa * C, (i + 1) * Sa * C), i * (Sa + Sb) * C);
+    out.set((b.data as Float32Array).subarray(i * Sb * C, (i + 1) * Sb * C), (i * (Sa + Sb) + Sa) * C);
+  }
+  return { data: out, shape: [B, Sa + Sb, C], dtype: 'float32' };
+}
+
+/** Flux's rotation of [B, R, C] rows (heads of d channels), row r at table row pos(b, r) of [.., S, d] tables. */
+function rotateFlux(t: Tensor, heads: number, cos: Float32Array, sin: Float32Array, d: number, pos: (b: number, r: number) => number): Tensor {
+  const [B, R, C] = t.shape;
+  const src = t.data as Float32Array;
+  const out = new Float32Array(src.length);
+  for (let b = 0; b < B; b++)
+    for (let r = 0; r < R; r++) {
+      const p = pos(b, r) * d;
+      for (let h = 0; h < heads; h++)
+        for (let i = 0; i < d; i += 2) {
+          const at = (b * R + r) * C + h * d + i;
+          out[at] = src[at] * cos[p + i] - src[at + 1] * sin[p + i];
+          out[at + 1] = src[at + 1] * cos[p + i + 1] + src[at] * sin[p + i + 1];
+        }
+    }
+  return { data: out, shape: [B, R, C], dtype: 'float32' };
+}
