@@ -43,10 +43,6 @@ function f32ToBf16(v: number): number {
   return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
-function bf16ToF32(h: number): number {
-  u32[0] = h << 16;
-  return f32[0];
-}
 
 /** Converts float32 data to a tensor of the given dtype (round to nearest even). */
 export function fromFloat32(data: Float32Array, shape: number[], dtype: Dtype = 'float32'): Tensor {
@@ -57,11 +53,29 @@ export function fromFloat32(data: Float32Array, shape: number[], dtype: Dtype = 
   return { data: out, shape, dtype };
 }
 
+/** Every float16 bit pattern's value (256 KiB, built on first use): conversion by lookup. */
+let halfTable: Float32Array | undefined;
+function halfValues(): Float32Array {
+  if (!halfTable) {
+    halfTable = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) halfTable[h] = f16ToF32(h);
+  }
+  return halfTable;
+}
+
 /** The tensor's values as float32. */
 export function toFloat32(t: Tensor): Float32Array {
   if (t.dtype === 'float32') return t.data as Float32Array;
-  const out = new Float32Array(t.data.length);
-  const conv = t.dtype === 'float16' ? f16ToF32 : bf16ToF32;
-  for (let i = 0; i < t.data.length; i++) out[i] = conv(t.data[i]);
+  const src = t.data as Uint16Array;
+  const out = new Float32Array(src.length);
+  if (t.dtype === 'float16') {
+    const table = halfValues();
+    for (let i = 0; i < src.length; i++) out[i] = table[src[i]];
+    return out;
+  }
+  // bfloat16 is the high half of a float32
+  new Uint32Array(out.buffer).set(src);
+  const bits = new Uint32Array(out.buffer);
+  for (let i = 0; i < bits.length; i++) bits[i] <<= 16;
   return out;
 }
