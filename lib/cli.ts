@@ -71,7 +71,14 @@ export function buildProgram(): Command {
         throw new InvalidArgumentError((e as Error).message);
       }
     })
-    .action(async (input: string, output: string, o: { ratio: number; mode?: string; grid?: [number, number] }) => {
+    .option('--shapes <list>', 'input shapes the patched model will run at, for dynamic-shape models, e.g. sample=2x4x64x64,timestep=2,encoder_hidden_states=2x77x768', (v: string) => {
+      try {
+        return parseShapes(v);
+      } catch (e) {
+        throw new InvalidArgumentError((e as Error).message);
+      }
+    })
+    .action(async (input: string, output: string, o: { ratio: number; mode?: string; grid?: [number, number]; shapes?: Record<string, number[]> }) => {
       await runPatch(input, output, o);
     });
   program

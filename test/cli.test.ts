@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import { buildProgram } from '../lib/cli';
-import { formatBlocks, loadPatchModel, parseGrid, runPatch } from '../lib/cli/patch';
+import { formatBlocks, loadPatchModel, parseGrid, parseShapes, runInspect, runPatch } from '../lib/cli/patch';
 import { inspect } from '../lib/onnx/inspect';
 import { PPOCR, ROOT, fixture, tmpDir } from './onnx/helpers';
 
@@ -34,7 +34,7 @@ describe('toma patch', () => {
   test('is registered with its options', () => {
     const cmd = buildProgram().commands.find((c) => c.name() === 'patch');
     expect(cmd).toBeDefined();
-    expect(cmd!.options.map((o) => o.long)).toEqual(['--ratio', '--mode', '--grid']);
+    expect(cmd!.options.map((o) => o.long)).toEqual(['--ratio', '--mode', '--grid', '--shapes']);
     expect(cmd!.registeredArguments.map((a) => a.name())).toEqual(['in', 'out']);
   });
 
@@ -97,5 +97,29 @@ describe('toma patch', () => {
     const grid = run(['patch', fixture('flux_joint.onnx'), path.join(dir, 'z.onnx'), '--grid', 'big']);
     expect(grid.code).not.toBe(0);
     expect(grid.out).toMatch(/grid must be HxW/);
+  });
+});
+
+describe('toma inspect', () => {
+  const sd15 = path.join(ROOT, 'models', 'corpus', 'sd15_sdpa_dynamic.onnx');
+  test('one line per block; a dynamic UNet tells its grids with --shapes', async () => {
+    const plain = sink();
+    await runInspect(sd15, {}, plain.stream);
+    const lines = plain.text().split('\n');
+    expect(lines[0]).toMatch(/attention blocks: 16 self, 0 joint, 16 cross; patchable: 16/);
+    expect(lines.filter((l) => /self-attention .* grid from the input shapes at run time: patchable/.test(l))).toHaveLength(16);
+    expect(lines.filter((l) => /cross-attention .*: never merged/.test(l))).toHaveLength(16);
+    const shaped = sink();
+    await runInspect(sd15, { shapes: parseShapes('sample=1x4x64x48,timestep=1,encoder_hidden_states=1x77x32') }, shaped.stream);
+    const grids = shaped.text().match(/grid \d+x\d+/g) ?? [];
+    expect(new Set(grids)).toEqual(new Set(['grid 64x48', 'grid 32x24', 'grid 16x12', 'grid 8x6']));
+  });
+
+  test('--shapes is checked', () => {
+    expect(() => parseShapes('sample=1x4x64')).not.toThrow();
+    expect(() => parseShapes('sample:1x4')).toThrow(RangeError);
+    expect(() => parseShapes('sample=1xx4')).toThrow(/name=AxBxC/);
+    const cmd = buildProgram().commands.find((c) => c.name() === 'inspect');
+    expect(cmd!.options.map((o) => o.long)).toEqual(['--shapes']);
   });
 });

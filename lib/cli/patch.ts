@@ -7,6 +7,7 @@ export interface PatchCliOptions {
   ratio: number;
   mode?: string;
   grid?: [number, number];
+  shapes?: Record<string, number[]>;
 }
 
 type PatchModel = (inPath: string, outPath: string, o: Record<string, unknown>) => Promise<unknown>;
@@ -89,11 +90,16 @@ export function formatBlocks(report: InspectReport): string {
 }
 
 export async function runPatch(input: string, output: string, o: PatchCliOptions, out: NodeJS.WritableStream = process.stdout): Promise<unknown> {
-  const report = await inspect(input);
+  const report = await inspect(input, o.shapes ? { inputShapes: o.shapes } : {});
   out.write(`${report.model.path}: ${report.model.nodes} nodes, ${report.blocks.length} attention blocks\n\n`);
   out.write(`${formatBlocks(report)}\n\n`);
   const patchModel = loadPatchModel();
-  const result = await patchModel(input, output, { ratio: o.ratio, ...(o.mode ? { mode: o.mode } : {}), ...(o.grid ? { grid: o.grid } : {}) });
+  const result = await patchModel(input, output, {
+    ratio: o.ratio,
+    ...(o.mode ? { mode: o.mode } : {}),
+    ...(o.grid ? { grid: o.grid } : {}),
+    ...(o.shapes ? { inputShapes: o.shapes } : {}),
+  });
   out.write(`wrote ${output}\n`);
   if (result !== undefined) {
     const text = JSON.stringify(result, (_k, v) => (typeof v === 'bigint' ? Number(v) : v), 2) ?? String(result);

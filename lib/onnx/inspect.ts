@@ -73,7 +73,7 @@ export interface InspectOptions extends ReadOptions {
   inputShapes?: Record<string, number[]>;
 }
 
-function checkInputShapes(v: unknown): Map<string, number[]> | undefined {
+export function checkInputShapes(v: unknown): Map<string, number[]> | undefined {
   if (v === undefined) return undefined;
   if (v === null || typeof v !== 'object' || Array.isArray(v))
     throw new TypeError(`options.inputShapes must be an object { inputName: dims[] }, got ${Array.isArray(v) ? 'an array' : String(v)}`);

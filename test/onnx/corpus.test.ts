@@ -1,6 +1,9 @@
 // The patcher against the corpus of real diffusers exports (models/corpus): models toma did not
 // make, checked against ground truth read from the torch module tree (which attention is self,
 // cross or joint, on which grid) and against onnxruntime running the original model.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import * as ort from 'onnxruntime-node';
 import * as toma from '../../lib';
@@ -225,3 +228,31 @@ function rotateFlux(t: Tensor, heads: number, cos: Float32Array, sin: Float32Arr
     }
   return { data: out, shape: [B, R, C], dtype: 'float32' };
 }
+
+describe('patchModel on a dynamic-shape export', () => {
+  test('inputShapes fixes the grids: the written model runs at that latent like the standard-ops session', async () => {
+    const m = MODELS.find((x) => x.key === 'sd15_sdpa_dynamic')!;
+    const ref = refOf(m);
+    const inputShapes = Object.fromEntries(ref.inputs.map((t) => [t.name, t.shape]));
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'toma-corpus-'));
+    try {
+      const out = path.join(dir, 'patched.onnx');
+      const without = await toma.onnx.patchModel(modelPath(m), out, { ratio: 0.5, dense: [], planIO: 'none' });
+      expect(without.blocks.filter((b) => b.patched)).toHaveLength(0); // no grid without the shapes
+      const report = await toma.onnx.patchModel(modelPath(m), out, { ratio: 0.5, dense: [], planIO: 'none', inputShapes });
+      expect(report.blocks.filter((b) => b.patched)).toHaveLength(16);
+      const s = await ort.InferenceSession.create(out);
+      const got = await s.run(feeds(ref));
+      await s.release();
+      const session = await toma.onnx.createSession(modelPath(m), { ratio: 0.5, dense: [], mode: 'standard-ops', ...quiet });
+      const want = await session.run(feeds(ref));
+      await session.release();
+      const o = ref.outputs[0].name;
+      expect(relDiff(got[o], want[o])).toBeLessThanOrEqual(1e-6);
+      await expect(toma.onnx.patchModel(modelPath(m), out, { ratio: 0.5, inputShapes: { latent: [1, 4, 8, 8] } })).rejects.toThrow(/options\.inputShapes\.latent: the model has no input 'latent'/);
+      await expect(toma.onnx.patchModel(modelPath(m), out, { ratio: 0.5, inputShapes: { sample: [1, -4] } })).rejects.toThrow(TypeError);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -3,11 +3,18 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readModel, writeModel, type WriteOptions } from '../model';
+import { checkInputShapes } from '../inspect';
 import { patchGraph, type PatchOptions, type PatchReport } from './patch';
 
 export type PatchModelOptions = PatchOptions & {
   /** External data handling when outPath is in another directory (see writeModel). */
   externalData?: WriteOptions['externalData'];
+  /**
+   * The input shapes the written model will run at, for models exported with dynamic shapes: the
+   * rewrite's region layouts are fixed per grid, so a dynamic UNet is patched for one latent size
+   * (createSession needs none: it builds a variant per input shape at run time).
+   */
+  inputShapes?: Record<string, number[]>;
 };
 
 async function sameFile(a: string, b: string): Promise<boolean> {
@@ -31,9 +38,14 @@ export async function patchModel(inPath: string, outPath: string, options: Patch
     throw new TypeError(`outPath: expected a file path, got ${typeof outPath === 'string' ? 'an empty string' : typeof outPath}`);
   if (await sameFile(inPath, outPath))
     throw new Error(`outPath: ${path.resolve(outPath)} is the input model; toma never overwrites its input, choose another file`);
-  const { externalData, ...patchOptions } = options ?? ({} as PatchModelOptions);
+  const { externalData, inputShapes, ...patchOptions } = options ?? ({} as PatchModelOptions);
+  const bind = checkInputShapes(inputShapes);
   const model = await readModel(inPath);
-  const report = patchGraph(model, patchOptions as PatchOptions, model.source.path);
+  if (bind) {
+    const names = new Set(model.proto.graph!.input.map((v) => v.name));
+    for (const k of bind.keys()) if (!names.has(k)) throw new TypeError(`options.inputShapes.${k}: the model has no input '${k}' (inputs: ${[...names].join(', ')})`);
+  }
+  const report = patchGraph(model, patchOptions as PatchOptions, model.source.path, bind);
   const written = await writeModel(model, outPath, { externalData });
   report.output = written.path;
   report.bytes = written.bytes;

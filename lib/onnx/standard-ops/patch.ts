@@ -141,7 +141,7 @@ export interface PatchReport {
   ms: number;
 }
 
-const EXTRA_KEYS = new Set(['mode', 'grid', 'greedy', 'unrollLimit', 'precision', 'planIO', 'requirePatched', 'rope', 'tmpDir', 'onWarning']);
+const EXTRA_KEYS = new Set(['mode', 'grid', 'greedy', 'unrollLimit', 'precision', 'planIO', 'requirePatched', 'rope', 'tmpDir', 'onWarning', 'inputShapes', 'externalData']);
 export const CONTROL_INPUT = 'toma_recompute';
 
 /** Options split into the processor's (validated by resolveOptions) and the patch's own. */
