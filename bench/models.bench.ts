@@ -135,6 +135,27 @@ function targets(o: Options): Target[] {
   return list.filter((t) => !o.only || o.only.test(t.key));
 }
 
+/** The README's model-support table: per model, the default and every block merged, under onnxruntime's defaults. */
+function markdown(rows: Array<Record<string, unknown>>, o: Options): string {
+  const cfg = o.configs.includes('spin') ? 'spin' : o.configs[0];
+  const models = [...new Set(rows.map((r) => r.model as string))];
+  const fmt = (x: unknown, d = 2) => (typeof x === 'number' ? x.toFixed(d) : 'n/a');
+  const lines = [
+    `| model | blocks merged by default | default: speed-up (vs faster original) | diff of final x | every block merged: speed-up | diff |`,
+    `|---|---|---|---|---|---|`,
+  ];
+  for (const m of models) {
+    const at = (v: string) => rows.find((r) => r.model === m && r.config === cfg && r.variant === v);
+    const d = at('default');
+    const a = at('all merged');
+    const total = (a?.patched as number | undefined) ?? '?';
+    lines.push(
+      `| ${m} | ${d?.patched ?? '?'} of ${total} | ${fmt(d?.speedup)}x (${fmt(d?.vsBestOriginal)}x) | ${fmt(d?.finalSample, 4)} | ${fmt(a?.speedup)}x | ${fmt(a?.finalSample, 4)} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
 /** onnxruntime settings users run with: its defaults, and spin-waiting off (toma's pieces use that). */
 const CONFIGS: Record<string, ort.InferenceSession.SessionOptions['extra']> = {
   spin: undefined,
@@ -240,6 +261,7 @@ async function main() {
       ? `default more than 5% slower than the original on: ${slower.map((r) => `${r.model} [${r.config}] (${(r.speedup as number).toFixed(2)}x, ${r.patched} patched)`).join(', ')}\n`
       : 'default: never more than 5% (timing noise) slower than the original\n',
   );
+  process.stdout.write(`\n${markdown(rows, o)}\n`);
   if (o.json) {
     const file = writeResults('models', { header, options: { ...o, only: o.only?.source }, contention, rows });
     process.stdout.write(`results: ${path.relative(process.cwd(), file)}\n`);
