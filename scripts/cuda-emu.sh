@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the CUDA kernels' real source on the CPU (csrc/tests/emu: CUDA threads as fibers or
-# threads, barriers, warp shuffles, WMMA, ldmatrix / mma.sync and cp.async stand-ins) against the CPU ops and float64
+# threads, barriers, warp shuffles, WMMA, ldmatrix / mma.sync and cp.async stand-ins; Hopper's
+# wgmma, mbarriers, bulk tensor copies) against the CPU ops and float64
 # references, so every CI run exercises them without a GPU. Fixed seeds, plus one fresh seed that
 # is printed: EMU_SEED=<n> reruns a failure with that seed. Needs g++ >= 12, make, python3 and the
 # CUDA headers (CUDA_INCLUDE, default /usr/local/cuda/include); without the headers it is skipped.
@@ -48,6 +49,7 @@ run "plan-seed-$fixed_seed" "$build/emu_plan" "$fixed_seed" all
 run "plan-seed-$fresh_seed" "$build/emu_plan" "$fresh_seed" all
 run "flash-seed-$fixed_seed" "$build/emu_flash" "$fixed_seed"
 run "flash-seed-$fresh_seed" "$build/emu_flash" "$fresh_seed"
+run "hopper-isa-seed-$fresh_seed" "$build/emu_hopper_isa" "$fresh_seed"
 wait
 
 failed=0
