@@ -50,6 +50,8 @@ run "plan-seed-$fresh_seed" "$build/emu_plan" "$fresh_seed" all
 run "flash-seed-$fixed_seed" "$build/emu_flash" "$fixed_seed"
 run "flash-seed-$fresh_seed" "$build/emu_flash" "$fresh_seed"
 run "hopper-isa-seed-$fresh_seed" "$build/emu_hopper_isa" "$fresh_seed"
+run "sm90-seed-$fixed_seed" "$build/emu_sm90" "$fixed_seed"
+run "sm90-seed-$fresh_seed" "$build/emu_sm90" "$fresh_seed"
 wait
 
 failed=0
@@ -63,6 +65,10 @@ for name in "${runs[@]}"; do
     cat "$logs/$name.log"
   fi
 done
+if [ "${EMU_PLANT:-0}" = 1 ]; then
+  # Planted bugs in the sm_90a kernel (plant_sm90.py): each mutant must fail emu_sm90.
+  python3 csrc/tests/emu/plant_sm90.py "$root" "$build" 2>&1 | grep -E "^(caught|MISSED)|plant_sm90" || failed=1
+fi
 echo "cuda-emu: $((SECONDS - start)) s in all"
 if [ "$failed" -ne 0 ]; then
   echo "cuda-emu: FAILED (reproduce: EMU_SEED=$fresh_seed bash scripts/cuda-emu.sh; logs in $logs)"
