@@ -371,35 +371,43 @@ __global__ void __launch_bounds__(kThreads, tc_min_blocks<D>()) tc_mau_attention
 // by ldmatrix and used for all of them. K and V are double-buffered: the next tile is copied
 // (cp.async) during the whole of the current one. (The first version, with one buffer each,
 // waited on every copy: 180 TFLOP/s at its best on an H200.)
+//
+// ST = 3 (the variant TOMA_FLASH_CFG=1,64,3): three K / V buffers, tile t + 2 copied while tile t
+// is used, and one barrier per tile instead of two (the barrier that publishes tile t also says
+// every warp is done with tile t - 1, whose buffer the copy of t + 2 reuses). kFold (with it, where
+// there is no bias and the scale is positive): FlashAttention-2's exp2 with the scale folded into
+// one FMA, p = exp2(s * scale log2e - m), the row max taken on the raw scores and keys past the
+// end masked in registers (no bias array).
 
-template <int D, int BN, int MT>
+template <int D, int BN, int MT, int ST = 2>
 struct MmaLayout {
   static constexpr int kBM = 16 * MT * kWarps;
   static constexpr int kLd = D + 8;  // halves per row: ldmatrix's 8 rows fall in distinct banks
   static constexpr size_t kTile = (size_t)BN * kLd * 2;
   static constexpr size_t kQ = 0;
-  static constexpr size_t kK = (size_t)kBM * kLd * 2;  // K[2], then V[2]: two tiles in flight
-  static constexpr size_t kV = kK + 2 * kTile;
-  static constexpr size_t kTiles = kV + 2 * kTile;
+  static constexpr size_t kK = (size_t)kBM * kLd * 2;  // K[ST], then V[ST]
+  static constexpr size_t kV = kK + ST * kTile;
+  static constexpr size_t kTiles = kV + ST * kTile;
   // The fused epilogue stages the float32 output tile (unmerge_tile's [kBM][D + 8]) over Q / K / V.
   static constexpr size_t kOut = (size_t)kBM * kLd * 4;
-  static constexpr size_t kBias = ((kTiles > kOut ? kTiles : kOut) + 255) / 256 * 256;  // [2][BN]
-  static constexpr size_t kMeta = kBias + ((size_t)2 * BN * 4 + 255) / 256 * 256;
+  static constexpr size_t kBias = ((kTiles > kOut ? kTiles : kOut) + 255) / 256 * 256;  // [ST][BN]
+  static constexpr size_t kMeta = kBias + ((size_t)ST * BN * 4 + 255) / 256 * 256;
   static constexpr size_t kBytes = kMeta + (size_t)(2 * kBM + 4) * 4;  // the fused path's region tables
   static_assert(D % 16 == 0 && BN % 16 == 0, "ldmatrix.x4 takes 16x16 blocks");
+  static_assert(ST == 2 || ST == 3, "two or three K / V buffers");
 };
 
-template <class T, int D, int BN, int MT, bool kFused>
+template <class T, int D, int BN, int MT, bool kFused, int ST = 2, bool kFold = false>
 __device__ __forceinline__ void mma_attention_body(const Args& a, const MauArgs& m) {
-  using L = MmaLayout<D, BN, MT>;
+  using L = MmaLayout<D, BN, MT, ST>;
   constexpr int kRows = L::kBM, kLd = L::kLd;
   constexpr int kNT = BN / 8;  // 8-key tiles of scores per row block
   constexpr int kND = D / 8;   // 8-column tiles of the output
   extern __shared__ __align__(256) unsigned char smem[];
   T* const Qs = reinterpret_cast<T*>(smem + L::kQ);
-  T* const Ks = reinterpret_cast<T*>(smem + L::kK);  // tile t in Ks + (t & 1) * kTileElems
+  T* const Ks = reinterpret_cast<T*>(smem + L::kK);  // tile t in Ks + (t % ST) * kTileElems
   T* const Vs = reinterpret_cast<T*>(smem + L::kV);
-  float* const bias_s = reinterpret_cast<float*>(smem + L::kBias);  // tile t's at (t & 1) * BN
+  float* const bias_s = reinterpret_cast<float*>(smem + L::kBias);  // tile t's at (t % ST) * BN
   int* const meta = reinterpret_cast<int*>(smem + L::kMeta);
   constexpr int kTileElems = BN * kLd;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, t4 = lane & 3, g = lane >> 2;
@@ -432,6 +440,16 @@ __device__ __forceinline__ void mma_attention_body(const Args& a, const MauArgs&
     load_tile<T, D, kRows>(Qs, qg, q0, q_rows, a.C, a.vec, tid);
   }
   cp_async_commit();
+  const int tiles = (a.Tk + BN - 1) / BN;
+  if constexpr (ST == 3) {
+    // Tile 1 too (its own copy group, empty when there is none): two tiles ahead from the start.
+    if (tiles > 1) {
+      load_tile<T, D, BN>(Ks + kTileElems, kg, BN, a.Tk, a.C, a.vec, tid);
+      load_tile<T, D, BN>(Vs + kTileElems, vg, BN, a.Tk, a.C, a.vec, tid);
+      if (tid < BN) bias_s[BN + tid] = key_bias_l2(a, b, BN + tid);
+    }
+    cp_async_commit();
+  }
 
   float o[MT][kND][4];
   float m_run[MT][2], l_run[MT][2];  // [.][h]: row g + 8h of the warp's row block; l per lane
@@ -452,18 +470,27 @@ __device__ __forceinline__ void mma_attention_body(const Args& a, const MauArgs&
   constexpr bool kQRegs = MT == 1;
   unsigned qr[kQRegs ? D / 16 : 1][4];
   if constexpr (kQRegs) {
-    cp_async_wait<0>();
+    cp_async_wait<ST - 2>();  // the query tile (with tile 0), not tile 1
     __syncthreads();
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) ldmatrix_x4(qr[kk], q_warp + kk * 16);
   }
 
   // Two K / V buffers: tile t + 1 is copied while tile t is used, and a barrier at the end of each
-  // tile keeps the copy of t + 2 off buffer t & 1 until every warp is done with it.
-  const int tiles = (a.Tk + BN - 1) / BN;
+  // tile keeps the copy of t + 2 off buffer t & 1 until every warp is done with it. Three: see above.
   for (int t = 0; t < tiles; ++t) {
-    const int cur = (t & 1) * kTileElems;
-    if (t + 1 < tiles) {
+    const int cur = (t % ST) * kTileElems;
+    if constexpr (ST == 3) {
+      cp_async_wait<1>();  // tile t from this thread (t + 1 may still be on its way)
+      __syncthreads();     // ... from everyone, with bias(t); and every warp is done with tile t - 1
+      if (t + 2 < tiles) {
+        const int nxt = ((t + 2) % 3) * kTileElems;
+        load_tile<T, D, BN>(Ks + nxt, kg, (t + 2) * BN, a.Tk, a.C, a.vec, tid);
+        load_tile<T, D, BN>(Vs + nxt, vg, (t + 2) * BN, a.Tk, a.C, a.vec, tid);
+        if (tid < BN) bias_s[((t + 2) % 3) * BN + tid] = key_bias_l2(a, b, (t + 2) * BN + tid);
+      }
+      cp_async_commit();  // every iteration, so that the wait above always means tile t
+    } else if (t + 1 < tiles) {
       const int nxt = kTileElems - cur;
       load_tile<T, D, BN>(Ks + nxt, kg, (t + 1) * BN, a.Tk, a.C, a.vec, tid);
       load_tile<T, D, BN>(Vs + nxt, vg, (t + 1) * BN, a.Tk, a.C, a.vec, tid);
@@ -473,7 +500,7 @@ __device__ __forceinline__ void mma_attention_body(const Args& a, const MauArgs&
     } else {
       cp_async_wait<0>();
     }
-    __syncthreads();  // ... and from everyone, with bias(t)
+    if constexpr (ST == 2) __syncthreads();  // ... and from everyone, with bias(t)
 
     float s[MT][kNT][4];
 #pragma unroll
@@ -507,7 +534,8 @@ __device__ __forceinline__ void mma_attention_body(const Args& a, const MauArgs&
     // Online softmax, in log2 units. A row's 4 lanes (same g) share its max through two shuffles;
     // its sum stays per lane until the end (the rescales are the same for the 4). P is rounded
     // to T before it is summed, so l counts exactly the weights the P.V product uses.
-    const float* const bias_t = bias_s + (t & 1) * BN;
+    const float* const bias_t = bias_s + (t % ST) * BN;
+    [[maybe_unused]] const bool partial = (t + 1) * BN > a.Tk;  // kFold: keys past the end masked here
     unsigned pa[MT][BN / 16][4];
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
@@ -516,13 +544,22 @@ __device__ __forceinline__ void mma_attention_body(const Args& a, const MauArgs&
         float mx = neg_inf();
 #pragma unroll
         for (int nt = 0; nt < kNT; ++nt) {
-          const float2 bb = *reinterpret_cast<const float2*>(bias_t + nt * 8 + 2 * t4);
-          s[mt][nt][2 * h] = fmaf(s[mt][nt][2 * h], a.sl2, bb.x);
-          s[mt][nt][2 * h + 1] = fmaf(s[mt][nt][2 * h + 1], a.sl2, bb.y);
+          if constexpr (kFold) {
+            if (partial) {
+              const int j = t * BN + nt * 8 + 2 * t4;
+              if (j >= a.Tk) s[mt][nt][2 * h] = neg_inf();
+              if (j + 1 >= a.Tk) s[mt][nt][2 * h + 1] = neg_inf();
+            }
+          } else {
+            const float2 bb = *reinterpret_cast<const float2*>(bias_t + nt * 8 + 2 * t4);
+            s[mt][nt][2 * h] = fmaf(s[mt][nt][2 * h], a.sl2, bb.x);
+            s[mt][nt][2 * h + 1] = fmaf(s[mt][nt][2 * h + 1], a.sl2, bb.y);
+          }
           mx = fmaxf(mx, fmaxf(s[mt][nt][2 * h], s[mt][nt][2 * h + 1]));
         }
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        if constexpr (kFold) mx *= a.sl2;  // the max of the scaled scores (scale > 0)
         const float m_new = fmaxf(m_run[mt][h], mx);
         // A row with every key so far at -inf (a -inf bias) keeps weights 0 instead of NaN.
         const float m_use = m_new == neg_inf() ? 0.f : m_new;
@@ -531,8 +568,10 @@ __device__ __forceinline__ void mma_attention_body(const Args& a, const MauArgs&
         float sum = 0.f;
 #pragma unroll
         for (int nt = 0; nt < kNT; ++nt) {
-          const T p0 = from_f<T>(exp2f(s[mt][nt][2 * h] - m_use));
-          const T p1 = from_f<T>(exp2f(s[mt][nt][2 * h + 1] - m_use));
+          const float x0 = kFold ? fmaf(s[mt][nt][2 * h], a.sl2, -m_use) : s[mt][nt][2 * h] - m_use;
+          const float x1 = kFold ? fmaf(s[mt][nt][2 * h + 1], a.sl2, -m_use) : s[mt][nt][2 * h + 1] - m_use;
+          const T p0 = from_f<T>(exp2f(x0));
+          const T p1 = from_f<T>(exp2f(x1));
           sum += to_f(p0) + to_f(p1);
           pa[mt][nt >> 1][(nt & 1) * 2 + h] = bits_of(p0) | (bits_of(p1) << 16);
         }
@@ -556,7 +595,11 @@ __device__ __forceinline__ void mma_attention_body(const Args& a, const MauArgs&
           mma_16816<T>(o[mt][2 * np + 1], pa[mt][kk], vb[2], vb[3]);
         }
       }
-    __syncthreads();  // every warp is done with buffer t & 1 (refilled with tile t + 2 next)
+    if constexpr (ST == 2) __syncthreads();  // every warp is done with buffer t & 1 (refilled with tile t + 2 next)
+  }
+  if constexpr (ST == 3) {
+    cp_async_wait<0>();  // the loop's last (empty) copy groups
+    if constexpr (kFused) __syncthreads();  // the epilogue stages its tile over Q, K and V
   }
 
   float inv[MT][2];
@@ -602,23 +645,27 @@ __device__ __forceinline__ void mma_attention_body(const Args& a, const MauArgs&
 }
 
 // Two blocks per SM at most 255 registers each: the accumulators of MT = 2 at D = 128 need them.
-template <class T, int D, int BN, int MT>
+template <class T, int D, int BN, int MT, int ST = 2, bool kFold = false>
 __global__ void __launch_bounds__(kThreads, 2) mma_attention(const Args a) {
-  mma_attention_body<T, D, BN, MT, false>(a, MauArgs{});
+  mma_attention_body<T, D, BN, MT, false, ST, kFold>(a, MauArgs{});
 }
 
 // tc_mau_attention's contract (above) on the mma kernel, with query groups of up to 64 MT rows.
-template <class T, int D, int BN, int MT>
+template <class T, int D, int BN, int MT, int ST = 2, bool kFold = false>
 __global__ void __launch_bounds__(kThreads, 2) mma_mau_attention(const Args a, const MauArgs m) {
-  mma_attention_body<T, D, BN, MT, true>(a, m);
+  mma_attention_body<T, D, BN, MT, true, ST, kFold>(a, m);
 }
+
+// Whether the folded-exp2 instance may serve these arguments: no bias of either kind, scale > 0.
+inline bool mma_fold(const Args& a) { return !a.bias && !a.mass && a.sl2 > 0.f; }
 
 // Which mma kernel serves a head dim: {0, 0} for none (the WMMA kernel then), else {MT, BN}.
 // TOMA_FLASH=wmma in the environment forces the WMMA kernel and TOMA_FLASH_CFG=MT,BN picks a
-// compiled variant: 1,64 (the default) or, at D = 128, 2,32 (both read once per process; for
-// benchmarks on a card). 2,64 was measured and dropped: no faster, and it spills at D = 128.
+// compiled variant: 1,64 (the default), 1,64,3 (three buffers, see above) or, at D = 128, 2,32
+// (read once per process; for benchmarks on a card). 2,64 was measured and dropped: no faster,
+// and it spills at D = 128.
 struct MmaChoice {
-  int mt = 0, bn = 0;
+  int mt = 0, bn = 0, st = 2;  // st: K / V buffers (3: one barrier per tile, folded exp2 where no bias)
   int rows() const { return 16 * mt * kWarps; }
 };
 MmaChoice mma_choice(int D);

@@ -29,6 +29,11 @@ struct Args {
   int Tq, Tk, C, D;
   float sl2;          // scale * log2(e): scores are kept in log2 units and exponentiated by exp2
   const float* bias;  // [B, Tk] natural-log units, or null
+  // Proportional attention without a bias array (the fused merge-attention-unmerge): the bias of
+  // key j is log(max(mass[b, j - P], 1e-30)), 0 for the first mass_P keys (mass [B, Tk - mass_P]).
+  // mass_bias_kernel's arithmetic, so the two agree bit for bit. Not with bias; no batch slicing.
+  const float* mass = nullptr;
+  int mass_P = 0;
   bool vec;           // q, k, v allow 16-byte loads (tc_attention only)
 };
 
@@ -70,6 +75,10 @@ __device__ __forceinline__ void store_any(void* p, int dt, size_t i, float v) {
 // padding keys (zero rows of K, finite scores) get exactly zero weight.
 __device__ __forceinline__ float key_bias_l2(const Args& a, int b, int j) {
   if (j >= a.Tk) return neg_inf();
+  if (a.mass) {
+    const int K = a.Tk - a.mass_P;
+    return j < a.mass_P ? 0.f : logf(fmaxf(a.mass[(size_t)b * K + (j - a.mass_P)], 1e-30f)) * kLog2e;
+  }
   return a.bias ? a.bias[(size_t)b * a.Tk + j] * kLog2e : 0.f;
 }
 

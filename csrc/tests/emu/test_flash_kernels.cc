@@ -49,10 +49,10 @@ double getv(const Buf& b, size_t i) {
 // Which tensor-core kernel serves head dims 64 and 128: 0 = WMMA (tc_attention), else an mma
 // variant {MT, BN} (mma_attention), as attention.cu's mma_choice would pick it.
 struct Variant { int mt, bn; const char* name; };
-const Variant kVariants[] = {{0, 0, "wmma"}, {1, 64, "mma1x64"}, {2, 32, "mma2x32"}};
-constexpr int kNumVariants = 3;
+const Variant kVariants[] = {{0, 0, "wmma"}, {1, 64, "mma1x64"}, {2, 32, "mma2x32"}, {1, 64, "mma1x64s3"}};
+constexpr int kNumVariants = 4;
 int g_variant = 0;
-bool has_variant(int D, int v) { return v == 0 || D == 128 || (D == 64 && v == 1); }
+bool has_variant(int D, int v) { return v == 0 || D == 128 || (D == 64 && v != 2); }
 int tile_rows(int D) { return g_variant && has_variant(D, g_variant) ? 16 * kVariants[g_variant].mt * kWarps : kBM; }
 
 template <class E, int D>
@@ -61,6 +61,10 @@ void launch_dense(const Args& a, int Tq, int H, int B) {
   const dim3 grid((Tq + rows - 1) / rows, H, B);
   if constexpr (D == 64 || D == 128) {
     if (g_variant == 1) return emu::launch([&] { mma_attention<E, D, 64, 1>(a); }, grid, MmaLayout<D, 64, 1>::kBytes);
+    // three buffers, and the folded exp2 where there is no bias (attention.cu's choice)
+    if (g_variant == 3 && mma_fold(a))
+      return emu::launch([&] { mma_attention<E, D, 64, 1, 3, true>(a); }, grid, MmaLayout<D, 64, 1, 3>::kBytes);
+    if (g_variant == 3) return emu::launch([&] { mma_attention<E, D, 64, 1, 3, false>(a); }, grid, MmaLayout<D, 64, 1, 3>::kBytes);
     if constexpr (D == 128)
       if (g_variant == 2) return emu::launch([&] { mma_attention<E, D, 32, 2>(a); }, grid, MmaLayout<D, 32, 2>::kBytes);
   }
@@ -72,6 +76,10 @@ void launch_fused(const Args& a, const MauArgs& m, int G, int H, int B) {
   const dim3 grid(m.prefix_blocks + G, H, B);
   if constexpr (D == 64 || D == 128) {
     if (g_variant == 1) return emu::launch([&] { mma_mau_attention<E, D, 64, 1>(a, m); }, grid, MmaLayout<D, 64, 1>::kBytes);
+    if (g_variant == 3 && mma_fold(a))
+      return emu::launch([&] { mma_mau_attention<E, D, 64, 1, 3, true>(a, m); }, grid, MmaLayout<D, 64, 1, 3>::kBytes);
+    if (g_variant == 3)
+      return emu::launch([&] { mma_mau_attention<E, D, 64, 1, 3, false>(a, m); }, grid, MmaLayout<D, 64, 1, 3>::kBytes);
     if constexpr (D == 128)
       if (g_variant == 2)
         return emu::launch([&] { mma_mau_attention<E, D, 32, 2>(a, m); }, grid, MmaLayout<D, 32, 2>::kBytes);
@@ -237,7 +245,10 @@ void run_fused_once(int B, int P, int N, int H, int maxn, int maxk, bool hard, b
   a.qdt = a.kdt = a.vdt = (int)(std::is_same<E, __half>::value ? DType::F16 : DType::BF16);
   a.odt = (int)od;
   a.Tq = -12345;  // unused by the fused kernel
-  a.Tk = Tm; a.C = C; a.D = D; a.sl2 = sc * kLog2e; a.bias = prop ? bias.data() : nullptr;
+  // The proportional bias from the masses in the kernel (Args::mass), as merge_attention_unmerge.cu
+  // launches it; the unfused composition below uses the bias array.
+  a.Tk = Tm; a.C = C; a.D = D; a.sl2 = sc * kLog2e; a.bias = nullptr;
+  a.mass = prop ? pl.mass.data() : nullptr; a.mass_P = P;
   a.vec = ((uintptr_t)qp & 15) == 0;
   MauArgs m{};
   m.groups = groups.data(); m.tokens = pl.tokens.data(); m.offsets = pl.offsets.data(); m.k_off = pl.k_off.data();
@@ -251,6 +262,7 @@ void run_fused_once(int B, int P, int N, int H, int maxn, int maxk, bool hard, b
   std::vector<float> mo((size_t)B * Tm * C, NAN);
   Args u = a;
   u.q = mq.data(); u.out = mo.data(); u.odt = (int)DType::F32; u.Tq = Tm; u.vec = true;
+  u.mass = nullptr; u.bias = prop ? bias.data() : nullptr;
   launch_dense<E, D>(u, Tm, H, B);
   std::vector<float> out_u((size_t)B * T * C);
   for (int b = 0; b < B; ++b) {

@@ -189,7 +189,10 @@ void run_fused(std::mt19937& g, int B, int P, int N, int H, int maxn, int maxk, 
   a.qdt = a.kdt = a.vdt = (int)(is_bf16<E>() ? DType::BF16 : DType::F16);
   a.odt = (int)od;
   a.Tq = -12345;  // unused by the fused kernel
-  a.Tk = Tm, a.C = C, a.D = D, a.sl2 = sc * kLog2e, a.bias = prop ? bias.data() : nullptr;
+  // The proportional bias from the masses in the kernel (Args::mass), as merge_attention_unmerge.cu
+  // launches it; the unfused composition below uses the bias array.
+  a.Tk = Tm, a.C = C, a.D = D, a.sl2 = sc * kLog2e, a.bias = nullptr;
+  a.mass = prop ? pl.mass.data() : nullptr, a.mass_P = P;
   a.vec = ((uintptr_t)q.p & 15) == 0;
   MauArgs m{};
   m.groups = groups.data(), m.tokens = pl.tokens.data(), m.offsets = pl.offsets.data(), m.k_off = pl.k_off.data();
