@@ -79,7 +79,7 @@ cases_of() { build-gpu/toma_tests --list | grep "^$1 " | cut -d: -f2; }
 CASE_TIMEOUT=${GPU_CHECK_CASE_TIMEOUT:-60}  # a hung kernel costs this much, not the whole lease
 # Attention kernel variants, each checked against the CPU path and timed: the sm_90a kernel (plain
 # and with pingpong turns), then the sm_80 ones. GPU_CHECK_VARIANTS_LIST overrides the list.
-VARIANTS=${GPU_CHECK_VARIANTS_LIST:-"sm90 sm90-pingpong wmma 1,64 2,32"}
+VARIANTS=${GPU_CHECK_VARIANTS_LIST:-"sm90 sm90-pingpong 1,64,3 wmma 1,64 2,32"}
 variant_env() {  # sets envv for a variant name
   case "$1" in
     sm90*|wmma) envv=(TOMA_FLASH="$1") ;;
@@ -124,16 +124,16 @@ if [ -x build-gpu/toma_tests ]; then
     # kernels first (never run on a card before this script: opt-in, TOMA_FLASH=sm90).
     for v in $VARIANTS; do
       variant_env "$v"
-      if timeout "$CASE_TIMEOUT" env "${envv[@]}" build-gpu/toma_tests cuda attention >"$LOGS/cuda-variant-${v/,/x}.log" 2>&1; then
-        if grep -q "TOMA_FLASH=sm90 ignored" "$LOGS/cuda-variant-${v/,/x}.log"; then
+      if timeout "$CASE_TIMEOUT" env "${envv[@]}" build-gpu/toma_tests cuda attention >"$LOGS/cuda-variant-${v//,/x}.log" 2>&1; then
+        if grep -q "TOMA_FLASH=sm90 ignored" "$LOGS/cuda-variant-${v//,/x}.log"; then
           printf '%-58s %-7s %s\n' "attention* merge_attention_unmerge* (variant $v)" SKIPPED \
-            "$(grep -m1 -o 'ignored: .*' "$LOGS/cuda-variant-${v/,/x}.log")" | tee -a "$LOGS/cuda-cases.txt"
+            "$(grep -m1 -o 'ignored: .*' "$LOGS/cuda-variant-${v//,/x}.log")" | tee -a "$LOGS/cuda-cases.txt"
           continue
         fi
         printf '%-58s %-7s\n' "attention* merge_attention_unmerge* (variant $v)" pass | tee -a "$LOGS/cuda-cases.txt"
       else
         printf '%-58s %-7s\n' "attention* merge_attention_unmerge* (variant $v)" FAIL | tee -a "$LOGS/cuda-cases.txt"
-        grep -E "FAIL|error" "$LOGS/cuda-variant-${v/,/x}.log" | head -5
+        grep -E "FAIL|error" "$LOGS/cuda-variant-${v//,/x}.log" | head -5
         fail "cuda attention variant $v"
       fi
     done
@@ -149,7 +149,7 @@ if [ -x build-gpu/toma_tests ]; then
       if [ "$(left)" -lt 150 ]; then echo "budget: variant $v skipped"; continue; fi
       variant_env "$v"
       echo "-- variant $v"
-      env "${envv[@]}" TOMA_BENCH_JSON="$LOGS/variant-${v/,/x}.json" timeout 120 build-gpu/toma_tests bench_cuda attention 2>&1 \
+      env "${envv[@]}" TOMA_BENCH_JSON="$LOGS/variant-${v//,/x}.json" timeout 120 build-gpu/toma_tests bench_cuda attention 2>&1 \
         | tee -a "$LOGS/variants.txt" | grep -E "^(attention_cuda|mergeAttentionUnmerge)" | grep -v "+plan" | cut -c1-110
     done
   fi
