@@ -5,7 +5,8 @@
 //    addressed by descriptors, stepping K by moving the start address, equals a float64 matmul;
 //  - A from registers (the ISA's fragment layout) times an MN-major (transposed) swizzled B, two
 //    64-column atoms apart by LBO, equals a float64 matmul;
-//  - cp.async.bulk.tensor 3-D (boxes, strides, out-of-bounds zero fill, no / 64 / 128-byte swizzle)
+//  - cp.async.bulk.tensor 2-D and 3-D (boxes, strides, out-of-bounds zero fill, no / 64 / 128-byte
+//    swizzle, the driver's argument checks)
 //    places every element where the swizzle formula says, and TMA-loaded tiles feed wgmma;
 //  - mbarrier phases, parity waits and tx-counts;
 // and planted bugs: each must make its check fail (run in a child process, since the emulator
@@ -256,6 +257,62 @@ void test_tma(CUtensorMapSwizzle sw) {
                       (bits == 3 ? "128B" : bits == 2 ? "64B" : "none") + ": " + std::to_string(bad) + " misplaced elements");
 }
 
+// ---- cp.async.bulk.tensor 2-D: a [rows, cols] matrix with a row pitch wider than its columns ------
+void test_tma_2d(CUtensorMapSwizzle sw) {
+  const int cols = 72, rows = 33, pitch = 80, box0 = 64, box1 = 16;  // elements; pitch * 2 bytes: 16-byte multiple
+  std::vector<uint16_t> g((size_t)rows * pitch);
+  for (auto& x : g) x = (uint16_t)(rng() & 0x7bff);
+  CUtensorMap map;
+  const cuuint64_t dim[2] = {(cuuint64_t)cols, (cuuint64_t)rows}, strides[1] = {(cuuint64_t)pitch * 2};
+  const cuuint32_t box[2] = {(cuuint32_t)box0, (cuuint32_t)box1}, es[2] = {1, 1};
+  check(emu::encode_tiled(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, g.data(), dim, strides, box, es,
+                          CU_TENSOR_MAP_INTERLEAVE_NONE, sw, CU_TENSOR_MAP_L2_PROMOTION_NONE,
+                          CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS,
+        "2-D tensor map encodes");
+  // the driver's checks: a stride not a multiple of 16 bytes, a box row wider than the swizzle
+  const cuuint64_t bad_stride[1] = {(cuuint64_t)pitch * 2 + 2};
+  const cuuint32_t wide[2] = {128, 16};
+  check(emu::encode_tiled(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, g.data(), dim, bad_stride, box, es,
+                          CU_TENSOR_MAP_INTERLEAVE_NONE, sw, CU_TENSOR_MAP_L2_PROMOTION_NONE,
+                          CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_ERROR_INVALID_VALUE &&
+            emu::encode_tiled(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, g.data(), dim, strides, wide, es,
+                              CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_NONE,
+                              CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_ERROR_INVALID_VALUE,
+        "tensor map arguments the driver refuses are refused");
+  emu::encode_tiled(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, g.data(), dim, strides, box, es,
+                    CU_TENSOR_MAP_INTERLEAVE_NONE, sw, CU_TENSOR_MAP_L2_PROMOTION_NONE, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  const int coords[3][2] = {{0, 0}, {40, 25}, {-8, -3}};  // in range; past both ends; before both starts
+  const size_t tile = (size_t)box0 * box1 * 2;
+  const int bits = sw == CU_TENSOR_MAP_SWIZZLE_128B ? 3 : 0;
+  std::vector<uint16_t> got(3 * tile / 2);
+  emu::launch(
+      [&] {
+        unsigned char* s;
+        const uint32_t base = aligned_base(emu::smem(), &s), bar = base + 3 * 2048;
+        if (threadIdx.x == 0) {
+          mbar_init(bar, 1);
+          mbar_arrive_expect_tx(bar, 3 * (unsigned)tile);
+          for (int i = 0; i < 3; ++i) tma_load_2d(base + i * 2048, &map, coords[i][0], coords[i][1], bar);
+        }
+        mbar_wait(bar, 0);
+        if (threadIdx.x == 0)
+          for (int i = 0; i < 3; ++i) std::memcpy(got.data() + i * tile / 2, s + i * 2048, tile);
+      },
+      dim3(1), 32, 3 * 2048 + 1024 + 64);
+  size_t bad = 0;
+  for (int i = 0; i < 3; ++i)
+    for (int r = 0; r < box1; ++r)
+      for (int c = 0; c < box0; ++c) {
+        const int gc = coords[i][0] + c, gr = coords[i][1] + r;
+        const uint16_t want = (gc >= 0 && gc < cols && gr >= 0 && gr < rows) ? g[(size_t)gr * pitch + gc] : 0;
+        size_t off = (size_t)r * box0 * 2 + c * 2;
+        if (bits) off ^= ((off >> 7) & 7) << 4;
+        if (got[(i * tile + off) / 2] != want) ++bad;
+      }
+  check(bad == 0, std::string("cp.async.bulk.tensor 2-D (row pitch, zero fill on all sides), swizzle ") +
+                      (bits ? "128B" : "none") + ": " + std::to_string(bad) + " misplaced elements");
+}
+
 // ---- TMA-loaded swizzled tiles into wgmma ---------------------------------------------------------
 void test_tma_wgmma(bool bf16) {
   const int T = 100, C = 128, row0 = 20;  // Q rows row0 .. row0 + 63 against K rows 0..63 (all head dims)
@@ -353,6 +410,8 @@ void run_all() {
   test_tma(CU_TENSOR_MAP_SWIZZLE_NONE);
   test_tma(CU_TENSOR_MAP_SWIZZLE_64B);
   test_tma(CU_TENSOR_MAP_SWIZZLE_128B);
+  test_tma_2d(CU_TENSOR_MAP_SWIZZLE_NONE);
+  test_tma_2d(CU_TENSOR_MAP_SWIZZLE_128B);
   test_mbarrier();
 }
 
