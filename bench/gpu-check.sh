@@ -5,7 +5,9 @@
 #   2. builds the C++ test executable with the CUDA kernels for this card (no Node needed);
 #   3. runs every C++ test: each CUDA op against the CPU path on fresh random data, small and
 #      SDXL/Flux shapes (ctest; the `cuda` suite is the GPU one);
-#   4. times the CUDA ops with CUDA events (median after warm-up) and PyTorch SDPA as the peer;
+#   4. times the CUDA ops with CUDA events (median after warm-up) and PyTorch SDPA as the peer,
+#      with every attention kernel variant (the sm_90a ones first: TOMA_FLASH=sm90, sm90-pingpong)
+#      checked against the CPU path and timed;
 #   5. runs compute-sanitizer memcheck and racecheck on the CUDA suite, within what is left of
 #      the time budget (GPU_CHECK_BUDGET seconds, default 420);
 #   6. times the authors' PyTorch ToMA plan + merge + unmerge as the peer for ours, when their
@@ -46,13 +48,24 @@ fi
 gen=()
 command -v ninja >/dev/null 2>&1 && gen=(-G Ninja)
 cmake_args=(-S . -B build-gpu "${gen[@]}" -DCMAKE_BUILD_TYPE=Release)
-[ -n "$arch" ] && cmake_args+=(-DTOMA_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" -DCMAKE_CUDA_COMPILER="$NVCC")
+[ -n "$arch" ] && cmake_args+=(-DTOMA_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" -DCMAKE_CUDA_COMPILER="$NVCC" -DTOMA_PTXAS_VERBOSE=ON)
+build_t0=$(date +%s)
 if cmake "${cmake_args[@]}" >"$LOGS/cmake.log" 2>&1 && cmake --build build-gpu -j "$(nproc)" >>"$LOGS/cmake.log" 2>&1; then
-  echo "built build-gpu/toma_tests"
+  echo "built build-gpu/toma_tests in $(( $(date +%s) - build_t0 )) s"
 else
   tail -40 "$LOGS/cmake.log"
   fail "build"
 fi
+# The sm_90a object: wgmma (HGMMA), bulk tensor copies (UTMALDG), setmaxnreg (USETMAXREG) and
+# mbarrier waits (SYNCS) should all be in its SASS; registers and spills from ptxas (the build log).
+SM90_OBJ=$(find build-gpu -name 'attention_sm90.cu.o' 2>/dev/null | head -1)
+CUOBJDUMP=$(command -v cuobjdump || ls /usr/local/cuda/bin/cuobjdump 2>/dev/null || true)
+if [ -n "$SM90_OBJ" ] && [ -n "$CUOBJDUMP" ]; then
+  "$CUOBJDUMP" --dump-sass "$SM90_OBJ" >"$LOGS/sm90-sass.txt" 2>&1
+  echo "sm90 SASS: $(grep -c HGMMA "$LOGS/sm90-sass.txt") HGMMA, $(grep -c UTMALDG "$LOGS/sm90-sass.txt") UTMALDG," \
+    "$(grep -c USETMAXREG "$LOGS/sm90-sass.txt") USETMAXREG, $(grep -c 'SYNCS' "$LOGS/sm90-sass.txt") SYNCS, $(grep -cE 'LDL|STL' "$LOGS/sm90-sass.txt") LDL/STL"
+fi
+grep -E "ptxas info +: Used|spill" "$LOGS/cmake.log" | sed 's/^ *//' | sort | uniq -c | head -4
 
 # Seconds left of the budget (the device tool's lease is short: leave room for one rerun).
 BUDGET=${GPU_CHECK_BUDGET:-420}
@@ -60,6 +73,15 @@ left() { echo $(( BUDGET - ($(date +%s) - started) )); }
 cases_of() { build-gpu/toma_tests --list | grep "^$1 " | cut -d: -f2; }
 
 CASE_TIMEOUT=${GPU_CHECK_CASE_TIMEOUT:-60}  # a hung kernel costs this much, not the whole lease
+# Attention kernel variants, each checked against the CPU path and timed: the sm_90a kernel (plain
+# and with pingpong turns), then the sm_80 ones. GPU_CHECK_VARIANTS_LIST overrides the list.
+VARIANTS=${GPU_CHECK_VARIANTS_LIST:-"sm90 sm90-pingpong 1,64,3 wmma 1,64 2,32"}
+variant_env() {  # sets envv for a variant name
+  case "$1" in
+    sm90*|wmma) envv=(TOMA_FLASH="$1") ;;
+    *) envv=(TOMA_FLASH_CFG="$1") ;;
+  esac
+}
 if [ -x build-gpu/toma_tests ]; then
   if [ "${GPU_CHECK_CPU_TESTS:-1}" = 1 ]; then
     log "C++ tests of the CPU path (ctest, every suite but cuda)"
@@ -94,14 +116,20 @@ if [ -x build-gpu/toma_tests ]; then
       printf '%-58s %-7s\n' "merge_attention_unmerge* (TOMA_MAU_FUSED=0)" FAIL | tee -a "$LOGS/cuda-cases.txt"
       fail "cuda.merge_attention_unmerge* unfused"
     fi
-    # The attention cases on every compiled kernel variant (the default one ran above).
-    for v in wmma 1,64 2,32; do
-      if [ "$v" = wmma ]; then envv=(TOMA_FLASH=wmma); else envv=(TOMA_FLASH_CFG=$v); fi
-      if timeout "$CASE_TIMEOUT" env "${envv[@]}" build-gpu/toma_tests cuda attention >"$LOGS/cuda-variant-${v/,/x}.log" 2>&1; then
+    # The attention cases on every compiled kernel variant (the default one ran above), the sm_90a
+    # kernels first (never run on a card before this script: opt-in, TOMA_FLASH=sm90).
+    for v in $VARIANTS; do
+      variant_env "$v"
+      if timeout "$CASE_TIMEOUT" env "${envv[@]}" build-gpu/toma_tests cuda attention >"$LOGS/cuda-variant-${v//,/x}.log" 2>&1; then
+        if grep -q "TOMA_FLASH=sm90 ignored" "$LOGS/cuda-variant-${v//,/x}.log"; then
+          printf '%-58s %-7s %s\n' "attention* merge_attention_unmerge* (variant $v)" SKIPPED \
+            "$(grep -m1 -o 'ignored: .*' "$LOGS/cuda-variant-${v//,/x}.log")" | tee -a "$LOGS/cuda-cases.txt"
+          continue
+        fi
         printf '%-58s %-7s\n' "attention* merge_attention_unmerge* (variant $v)" pass | tee -a "$LOGS/cuda-cases.txt"
       else
         printf '%-58s %-7s\n' "attention* merge_attention_unmerge* (variant $v)" FAIL | tee -a "$LOGS/cuda-cases.txt"
-        grep -E "FAIL|error" "$LOGS/cuda-variant-${v/,/x}.log" | head -5
+        grep -E "FAIL|error" "$LOGS/cuda-variant-${v//,/x}.log" | head -5
         fail "cuda attention variant $v"
       fi
     done
@@ -113,11 +141,11 @@ if [ -x build-gpu/toma_tests ]; then
     # The attention kernels compiled side by side (flash.cuh): WMMA and the mma kernel's row-block
     # and key-tile variants, so one run on a card says which to ship as the default.
     log "timings: attention kernel variants (TOMA_FLASH / TOMA_FLASH_CFG)"
-    for v in wmma 1,64 2,32; do
+    for v in $VARIANTS; do
       if [ "$(left)" -lt 150 ]; then echo "budget: variant $v skipped"; continue; fi
-      if [ "$v" = wmma ]; then envv=(TOMA_FLASH=wmma); else envv=(TOMA_FLASH_CFG=$v); fi
+      variant_env "$v"
       echo "-- variant $v"
-      env "${envv[@]}" TOMA_BENCH_JSON="$LOGS/variant-${v/,/x}.json" timeout 120 build-gpu/toma_tests bench_cuda attention 2>&1 \
+      env "${envv[@]}" TOMA_BENCH_JSON="$LOGS/variant-${v//,/x}.json" timeout 120 build-gpu/toma_tests bench_cuda attention 2>&1 \
         | tee -a "$LOGS/variants.txt" | grep -E "^(attention_cuda|mergeAttentionUnmerge)" | grep -v "+plan" | cut -c1-110
     done
   fi
@@ -156,17 +184,20 @@ if [ "$have_gpu" = 1 ] && [ -x build-gpu/toma_tests ]; then
     # memcheck over every case; racecheck (slower) over the kernels with shared-memory handoffs.
     for tool in memcheck racecheck; do
       cases=""
-      [ "$tool" = racecheck ] && cases="attention_tensor_cores_f16_bf16 merge_attention_unmerge_fused plans_match_the_cpu_on_small_regions attention_float32 plans_match_the_cpu_on_large_regions"
-      [ -z "$cases" ] && cases=ALL
+      # sm90:<case> runs the case on the sm_90a kernel (TOMA_FLASH=sm90), first: it is the new code.
+      [ "$tool" = racecheck ] && cases="sm90:attention_tensor_cores_f16_bf16 sm90:merge_attention_unmerge_fused attention_tensor_cores_f16_bf16 merge_attention_unmerge_fused plans_match_the_cpu_on_small_regions attention_float32 plans_match_the_cpu_on_large_regions"
+      [ -z "$cases" ] && cases="sm90:attention ALL"
       for c in $cases; do
         budget=$(left)
         if [ "$budget" -lt 30 ]; then echo "budget: $tool $c skipped"; continue; fi
         [ "$budget" -gt 150 ] && budget=150
         filter=()
-        [ "$c" != ALL ] && filter=("$c")
+        cenv=()
+        if [ "${c#sm90:}" != "$c" ]; then cenv=(TOMA_FLASH=sm90); filter=("${c#sm90:}");
+        elif [ "$c" != ALL ]; then filter=("$c"); fi
         # API errors are not reported: the out-of-memory case provokes one on purpose, and every
         # API call is checked by the code itself.
-        timeout "$budget" env TOMA_TEST_SMALL=1 "$CS" --tool "$tool" --report-api-errors no --error-exitcode 9 \
+        timeout "$budget" env TOMA_TEST_SMALL=1 "${cenv[@]}" "$CS" --tool "$tool" --report-api-errors no --error-exitcode 9 \
           build-gpu/toma_tests cuda "${filter[@]}" >>"$LOGS/sanitizer-$tool.log" 2>&1
         rc=$?
         if [ $rc -eq 0 ]; then
@@ -192,13 +223,15 @@ if [ "$have_gpu" = 1 ] && [ -x build-gpu/toma_tests ] && [ "${GPU_CHECK_NCU:-1}"
   log "ncu: one dense and one fused attention launch"
   NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || true)
   if [ -n "$NCU" ] && [ "$(left)" -gt 30 ]; then
-    for k in mma_attention mma_mau_attention; do
+    for k in sm90_attention mma_attention mma_mau_attention; do
       case_=attention_dense
+      kenv=()
       [ "$k" = mma_mau_attention ] && case_=merge_attention_unmerge
+      [ "$k" = sm90_attention ] && kenv=(TOMA_FLASH=sm90)
       t=$(left)
       [ "$t" -gt 60 ] && t=60
       if [ "$t" -lt 20 ]; then echo "budget: ncu $k skipped"; continue; fi
-      timeout "$t" "$NCU" --clock-control none --kernel-name "regex:^${k}|${k}<" --launch-count 1 \
+      timeout "$t" env "${kenv[@]}" "$NCU" --clock-control none --kernel-name "regex:^${k}|${k}<" --launch-count 1 \
         --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
         --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
         build-gpu/toma_tests bench_cuda "$case_" >"$LOGS/ncu-$k.txt" 2>&1

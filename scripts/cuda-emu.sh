@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the CUDA kernels' real source on the CPU (csrc/tests/emu: CUDA threads as fibers or
-# threads, barriers, warp shuffles, WMMA, ldmatrix / mma.sync and cp.async stand-ins) against the CPU ops and float64
+# threads, barriers, warp shuffles, WMMA, ldmatrix / mma.sync and cp.async stand-ins; Hopper's
+# wgmma, mbarriers, bulk tensor copies) against the CPU ops and float64
 # references, so every CI run exercises them without a GPU. Fixed seeds, plus one fresh seed that
 # is printed: EMU_SEED=<n> reruns a failure with that seed. Needs g++ >= 12, make, python3 and the
 # CUDA headers (CUDA_INCLUDE, default /usr/local/cuda/include); without the headers it is skipped.
@@ -48,6 +49,9 @@ run "plan-seed-$fixed_seed" "$build/emu_plan" "$fixed_seed" all
 run "plan-seed-$fresh_seed" "$build/emu_plan" "$fresh_seed" all
 run "flash-seed-$fixed_seed" "$build/emu_flash" "$fixed_seed"
 run "flash-seed-$fresh_seed" "$build/emu_flash" "$fresh_seed"
+run "hopper-isa-seed-$fresh_seed" "$build/emu_hopper_isa" "$fresh_seed"
+run "sm90-seed-$fixed_seed" "$build/emu_sm90" "$fixed_seed"
+run "sm90-seed-$fresh_seed" "$build/emu_sm90" "$fresh_seed"
 wait
 
 failed=0
@@ -61,6 +65,10 @@ for name in "${runs[@]}"; do
     cat "$logs/$name.log"
   fi
 done
+if [ "${EMU_PLANT:-0}" = 1 ]; then
+  # Planted bugs in the sm_90a kernel (plant_sm90.py): each mutant must fail emu_sm90.
+  python3 csrc/tests/emu/plant_sm90.py "$root" "$build" 2>&1 | grep -E "^(caught|MISSED)|plant_sm90" || failed=1
+fi
 echo "cuda-emu: $((SECONDS - start)) s in all"
 if [ "$failed" -ne 0 ]; then
   echo "cuda-emu: FAILED (reproduce: EMU_SEED=$fresh_seed bash scripts/cuda-emu.sh; logs in $logs)"

@@ -26,6 +26,41 @@ def load(path):
     return None
 
 
+def variants_table(out, sdpa, shapes, dtypes):
+    """The attention kernel variants gpu-check timed (logs/variant-*.json) side by side, as
+    multiples of SDPA's dense time at the same shape and dtype (higher is faster)."""
+    logs = os.path.join(out, "logs")
+    files = sorted(f for f in os.listdir(logs) if f.startswith("variant-") and f.endswith(".json")) if os.path.isdir(logs) else []
+    table = {}
+    names = []
+    for f in files:
+        v = f[len("variant-"):-len(".json")]
+        names.append(v)
+        for r in load_lines(os.path.join(logs, f)):
+            m = re.match(r"(attention_cuda|mergeAttentionUnmerge) (f16|bf16) (?:r=([0-9.]+) )?(SDXL 64x64|SDXL 32x32|Flux)"
+                         r".*?( \+plan)?$", r["name"])
+            if not m or m.group(5):
+                continue
+            kind, dt, ratio, shape_name, _ = m.groups()
+            dense = sdpa.get((shapes[shape_name], dtypes[dt], 0.0))
+            key = f"{'dense' if kind == 'attention_cuda' else 'MAU r=' + ratio} {dt} {shape_name}"
+            table.setdefault(key, {})[v] = (r["ms"], dense / r["ms"] if dense else None)
+    if not table:
+        return
+    print("attention kernel variants: ms (x SDPA dense)")
+    print(f"{'':28}" + "".join(f"{n:>19}" for n in names))
+    for key, row in table.items():
+        cells = []
+        for n in names:
+            if n in row:
+                ms, x = row[n]
+                cells.append(f"{ms:9.4f} ({x:.2f}x)" if x else f"{ms:9.4f}        ")
+            else:
+                cells.append(f"{'-':>17}")
+        print(f"{key[:28]:28}" + "".join(f"{c:>19}" for c in cells))
+    print()
+
+
 def main() -> int:
     out = sys.argv[1] if len(sys.argv) > 1 else "bench/results/gpu-check"
     toma = load_lines(os.path.join(out, "toma-cuda.json"))
@@ -74,12 +109,25 @@ def main() -> int:
             if dense is None:
                 continue
             speed = dense / r["ms"]
+            # issue 14's targets: dense >= 0.9x SDPA at SDXL 64x64 and Flux; merge-attention-unmerge
+            # at ratio 0.5 >= 2.0x SDPA dense with the plan excluded, >= 1.8x with one plan per 5
+            # steps (the +plan row is one plan per call: its plan cost is divided by 5).
             if kind == "attention_cuda":
-                checks.append((f"toma dense {shape} {dtype} >= 0.6x SDPA", f"{speed:.2f}x", speed >= 0.6))
+                if shape in ("sdxl64", "flux"):
+                    checks.append((f"toma dense {shape} {dtype} >= 0.9x SDPA", f"{speed:.2f}x", speed >= 0.9))
             elif ratio == "0.5" and shape in ("sdxl64", "flux"):
-                target = 2.5 if with_plan else 3.0
-                label = f"mergeAttentionUnmerge {shape} {dtype} 0.5{' +plan' if with_plan else ''} >= {target}x SDPA dense"
-                checks.append((label, f"{speed:.2f}x", speed >= target))
+                if with_plan:
+                    base = by_name.get(r["name"][: -len(" +plan")])
+                    if base is None:
+                        continue
+                    amortised = base["ms"] + (r["ms"] - base["ms"]) / 5
+                    speed = dense / amortised
+                    label = f"mergeAttentionUnmerge {shape} {dtype} 0.5, plan every 5 steps >= 1.8x SDPA dense"
+                    checks.append((label, f"{speed:.2f}x", speed >= 1.8))
+                else:
+                    label = f"mergeAttentionUnmerge {shape} {dtype} 0.5 >= 2.0x SDPA dense"
+                    checks.append((label, f"{speed:.2f}x", speed >= 2.0))
+        variants_table(out, sdpa, shapes, dtypes)
     if authors:
         print(f"{'authors PyTorch ToMA':34} {'plan ms':>9} {'merge ms':>9} {'unmerge ms':>10}")
         for r in authors["rows"]:

@@ -8,6 +8,7 @@
 #include <map>
 #include <string>
 
+#include "cuda/attention_sm90.h"
 #include "cuda/common.cuh"
 #include "cuda/flash.cuh"
 #include "ops/cuda.h"
@@ -90,9 +91,16 @@ void launch_mma(const MmaChoice& c, const Args& a, int B) {
     launch(mma_attention<T, D, BN_, MT_>, grid, MmaLayout<D, BN_, MT_>::kBytes, a, B, what);   \
     return;                                                                                     \
   }
-  TOMA_MMA_CASE(1, 64)
-  if constexpr (D == 128) TOMA_MMA_CASE(2, 32)
+  if (c.st == 2) {
+    TOMA_MMA_CASE(1, 64)
+    if constexpr (D == 128) TOMA_MMA_CASE(2, 32)
+  }
 #undef TOMA_MMA_CASE
+  if (c.mt == 1 && c.bn == 64 && c.st == 3) {
+    if (mma_fold(a)) launch(mma_attention<T, D, 64, 1, 3, true>, grid, MmaLayout<D, 64, 1, 3>::kBytes, a, B, what);
+    else launch(mma_attention<T, D, 64, 1, 3, false>, grid, MmaLayout<D, 64, 1, 3>::kBytes, a, B, what);
+    return;
+  }
   throw DeviceError(std::string(kOp) + ": internal: no mma kernel for " + what);
 }
 
@@ -108,12 +116,13 @@ MmaChoice mma_choice(int D) {
     const char* f = std::getenv("TOMA_FLASH");
     if (f && std::strcmp(f, "wmma") == 0) return MmaChoice{-1, -1};
     const char* e = std::getenv("TOMA_FLASH_CFG");
-    if (e && (std::sscanf(e, "%d,%d", &c.mt, &c.bn) != 2 || c.mt < 1 || c.bn < 1)) c = MmaChoice{};
+    if (e && (std::sscanf(e, "%d,%d,%d", &c.mt, &c.bn, &c.st) < 2 || c.mt < 1 || c.bn < 1)) c = MmaChoice{};
     return c;
   }();
   if (forced.mt < 0 || (D != 64 && D != 128)) return MmaChoice{};
   if (forced.mt > 0) {
-    const bool compiled = (forced.mt == 1 && forced.bn == 64) || (D == 128 && forced.mt == 2 && forced.bn == 32);
+    const bool compiled = (forced.mt == 1 && forced.bn == 64 && (forced.st == 2 || forced.st == 3)) ||
+                          (D == 128 && forced.mt == 2 && forced.bn == 32 && forced.st == 2);
     if (compiled) return forced;
   }
   // The default, from the variants timed side by side on an H200 (bench/results/
@@ -127,6 +136,11 @@ MmaChoice mma_choice(int D) {
 }  // namespace flash
 
 void attention_cuda(const AttentionParams& p) {
+  cuda::enqueue_attention(p);
+  TOMA_CUDA_CHECK(kOp, cudaStreamSynchronize(cuda::kStream));
+}
+
+void cuda::enqueue_attention(const AttentionParams& p) {
   if (p.q_rows || p.k_rows || p.v_rows)
     throw DeviceError(std::string(kOp) + ": row gathers (RowGather) are not supported on CUDA");
   const int B = p.q.B, Tq = p.q.T, Tk = p.k.T, C = p.q.C, H = p.heads;
@@ -167,7 +181,9 @@ void attention_cuda(const AttentionParams& p) {
   const DType dt = p.q.dtype;
   const bool tc = dt != DType::F32 && p.k.dtype == dt && p.v.dtype == dt && D % 16 == 0 && D <= 128;
   const MmaChoice mc = tc ? mma_choice(D) : MmaChoice{};
-  if (mc.mt > 0) {
+  if (tc && (D == 64 || D == 128) && sm90_requested() && sm90_attention(a, B, H, dt == DType::BF16)) {
+    // TOMA_FLASH=sm90 on a Hopper card (attention_sm90.h): launched
+  } else if (mc.mt > 0) {
     if (dt == DType::F16 && D == 64) launch_mma<__half, 64>(mc, a, B);
     else if (dt == DType::F16) launch_mma<__half, 128>(mc, a, B);
     else if (D == 64) launch_mma<__nv_bfloat16, 64>(mc, a, B);
@@ -189,7 +205,6 @@ void attention_cuda(const AttentionParams& p) {
     else
       launch(f32_attention<8>, grid, smem, a, B, what);
   }
-  TOMA_CUDA_CHECK(kOp, cudaStreamSynchronize(cuda::kStream));
 }
 
 }  // namespace toma

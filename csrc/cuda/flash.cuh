@@ -24,72 +24,13 @@
 #include <vector>
 
 #include "cuda/common.cuh"
+#include "cuda/flash_common.cuh"
 #include "cuda/mma.cuh"
 
 namespace toma {
 namespace flash {
 
-using cuda::from_f;
-using cuda::to_f;
 namespace wmma = nvcuda::wmma;
-
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr int kThreads = 128;  // both kernels: 4 warps
-
-__device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
-
-struct Args {
-  const void* q;
-  const void* k;
-  const void* v;
-  void* out;
-  int qdt, kdt, vdt, odt;  // DType values
-  int Tq, Tk, C, D;
-  float sl2;          // scale * log2(e): scores are kept in log2 units and exponentiated by exp2
-  const float* bias;  // [B, Tk] natural-log units, or null
-  bool vec;           // q, k, v allow 16-byte loads (tc_attention only)
-};
-
-// merge-attention-unmerge fused into tc_mau_attention (below). The plan fields are those of
-// DevicePlan (ops/cuda.h).
-struct MauArgs {
-  const int32_t* groups;   // [G + 1]: query group g is regions groups[g] .. groups[g + 1] - 1
-  const int32_t* tokens;   // [N]
-  const int32_t* offsets;  // [R + 1]
-  const int32_t* k_off;    // [R + 1]
-  const int64_t* a_off;    // [R + 1]
-  const float* A;          // [B, a_total]
-  const float* mass;       // [B, K]
-  int64_t a_total;
-  int P, K, T;             // T = P + N: the rows of q and out
-  int prefix_blocks;       // ceil(P / query tile rows): the first blocks are plain query tiles of the prefix
-  bool out_vec;            // out allows 16-byte stores
-};
-
-__device__ __forceinline__ unsigned bits_of(__half x) { return __half_as_ushort(x); }
-__device__ __forceinline__ unsigned bits_of(__nv_bfloat16 x) { return __bfloat16_as_ushort(x); }
-
-__device__ __forceinline__ float load_any(const void* p, int dt, size_t i) {
-  if (dt == (int)DType::F32) return static_cast<const float*>(p)[i];
-  if (dt == (int)DType::F16) return __half2float(static_cast<const __half*>(p)[i]);
-  return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-}
-
-__device__ __forceinline__ void store_any(void* p, int dt, size_t i, float v) {
-  if (dt == (int)DType::F32)
-    static_cast<float*>(p)[i] = v;
-  else if (dt == (int)DType::F16)
-    static_cast<__half*>(p)[i] = __float2half_rn(v);
-  else
-    static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
-}
-
-// Bias of key j (log2 units) for the tile held in shared memory; -inf past the last key, so the
-// padding keys (zero rows of K, finite scores) get exactly zero weight.
-__device__ __forceinline__ float key_bias_l2(const Args& a, int b, int j) {
-  if (j >= a.Tk) return neg_inf();
-  return a.bias ? a.bias[(size_t)b * a.Tk + j] * kLog2e : 0.f;
-}
 
 // ---- tensor-core kernel -----------------------------------------------------------------------
 
@@ -171,172 +112,6 @@ __device__ __forceinline__ void load_tile(T* dst, const T* src, int row0, int ro
 template <int D>
 constexpr int tc_min_blocks() { return D <= 64 ? 3 : 2; }
 
-// Eight consecutive elements of a 2-byte row, widened (16-byte load when vec).
-template <class T>
-__device__ __forceinline__ void load8(const T* p, bool vec, float v[8]) {
-  union {
-    uint4 u;
-    T h[8];
-  } x;
-  if (vec) {
-    x.u = *reinterpret_cast<const uint4*>(p);
-  } else {
-#pragma unroll
-    for (int e = 0; e < 8; ++e) x.h[e] = p[e];
-  }
-#pragma unroll
-  for (int e = 0; e < 8; ++e) v[e] = to_f(x.h[e]);
-}
-
-// Eight consecutive output elements (element index i a multiple of 8) in the output dtype.
-__device__ __forceinline__ void store8(void* p, int dt, size_t i, const float v[8], bool vec) {
-  if (vec && dt == (int)DType::F32) {
-    float4* q = reinterpret_cast<float4*>(static_cast<float*>(p) + i);
-    q[0] = make_float4(v[0], v[1], v[2], v[3]);
-    q[1] = make_float4(v[4], v[5], v[6], v[7]);
-  } else if (vec && dt == (int)DType::F16) {
-    union { uint4 u; __half h[8]; } x;
-#pragma unroll
-    for (int e = 0; e < 8; ++e) x.h[e] = __float2half_rn(v[e]);
-    *reinterpret_cast<uint4*>(static_cast<__half*>(p) + i) = x.u;
-  } else if (vec) {
-    union { uint4 u; __nv_bfloat16 h[8]; } x;
-#pragma unroll
-    for (int e = 0; e < 8; ++e) x.h[e] = __float2bfloat16_rn(v[e]);
-    *reinterpret_cast<uint4*>(static_cast<__nv_bfloat16*>(p) + i) = x.u;
-  } else {
-#pragma unroll
-    for (int e = 0; e < 8; ++e) store_any(p, dt, i + e, v[e]);
-  }
-}
-
-// The merged query tile of a group (fused path): row i is merged token j0 + i of region
-// row_reg[i] (-1: past the group, a zero row). The arithmetic is merge_kernel's (merge.cu) in the
-// same order, so the tile is bit for bit the merged q the unfused path would have loaded. Out of
-// line and with scalar arguments for the reason given at unmerge_tile. qb: q at row P, column
-// col0 of the block's batch element; Ab, mass: that element's weights and masses.
-template <class T, int D, int BM = kBM>
-__device__ __noinline__ void gather_merged_q(T* Qs, const int* row_reg, const T* qb, int C, bool vec,
-                                             const int32_t* tokens, const int32_t* offsets, const int32_t* k_off,
-                                             const int64_t* a_off, const float* Ab, const float* mass, int j0,
-                                             int tid) {
-  constexpr int kChunks = D / 8;
-  static_assert((BM * kChunks) % kThreads == 0, "whole iterations");
-#pragma unroll 1
-  for (int idx = tid; idx < BM * kChunks; idx += kThreads) {
-    const int i = idx / kChunks, c = idx % kChunks, r = row_reg[i];
-    float acc[8];
-#pragma unroll
-    for (int e = 0; e < 8; ++e) acc[e] = 0.f;
-    if (r >= 0) {
-      const int off = offsets[r], n = offsets[r + 1] - off, j = j0 + i;
-      const float* const w = Ab + a_off[r] + (size_t)(j - k_off[r]) * n;
-      const float mj = mass[j];
-      // Four sources at a time, their loads issued before any is used: one dependent load per
-      // source left the prologue waiting out a memory latency per source. The sums keep the
-      // source order (and skip zero weights), so the tile is still merge_kernel's bit for bit.
-      int s = 0;
-#pragma unroll 1
-      for (; s + 4 <= n; s += 4) {
-        float wv[4], v[4][8];
-#pragma unroll
-        for (int u = 0; u < 4; ++u) wv[u] = w[s + u];
-#pragma unroll
-        for (int u = 0; u < 4; ++u)
-          if (wv[u] != 0.f) load8<T>(qb + (size_t)tokens[off + s + u] * C + c * 8, vec, v[u]);
-#pragma unroll
-        for (int u = 0; u < 4; ++u)
-          if (wv[u] != 0.f) {
-            const float wm = wv[u] / mj;
-#pragma unroll
-            for (int e = 0; e < 8; ++e) acc[e] += wm * v[u][e];
-          }
-      }
-#pragma unroll 1
-      for (; s < n; ++s) {
-        const float wv = w[s];
-        if (wv == 0.f) continue;
-        const float wm = wv / mj;
-        float v[8];
-        load8<T>(qb + (size_t)tokens[off + s] * C + c * 8, vec, v);
-#pragma unroll
-        for (int e = 0; e < 8; ++e) acc[e] += wm * v[e];
-      }
-    }
-    union {
-      uint4 u;
-      T h[8];
-    } x;
-#pragma unroll
-    for (int e = 0; e < 8; ++e) x.h[e] = from_f<T>(acc[e]);
-    *reinterpret_cast<uint4*>(Qs + i * (D + 8) + c * 8) = x.u;
-  }
-}
-
-// The fused kernel's epilogue: out[P + tokens[slot]] = sum_d A_r[d, s] O[row of d] for every
-// source slot of the group and 8-column chunk. Out of line because, inlined, its registers (and
-// the prologue's) add to the key loop's and the kernel spills at the 168-register cap; scalar
-// arguments because a reference to the kernel's parameter structs copies them to local memory.
-// out_base: element (P, col0) of the block's batch element; Ab: its weights; a_off: the group's
-// first region's entry.
-template <int D>
-__device__ __noinline__ void unmerge_tile(const float* Os, const int* reg_src, const int* reg_row, int nreg, void* out,
-                                          int odt, bool out_vec, size_t out_base, int C, const int32_t* tokens,
-                                          const float* Ab, const int64_t* a_off, int tid) {
-  constexpr int kLdO = D + 8;
-  constexpr int kChunks = D / 8;
-  const int src0 = reg_src[0], work = (reg_src[nreg] - src0) * kChunks;
-#pragma unroll 1
-  for (int idx = tid; idx < work; idx += kThreads) {
-    const int slot = src0 + idx / kChunks, c = idx % kChunks;
-    // The last region starting at or before slot (regions without sources share its start).
-    int lo = 0, hi = nreg - 1;
-    while (lo < hi) {
-      const int mid = (lo + hi + 1) >> 1;
-      if (reg_src[mid] <= slot) lo = mid; else hi = mid - 1;
-    }
-    const int off = reg_src[lo], n = reg_src[lo + 1] - off, row0 = reg_row[lo], k = reg_row[lo + 1] - row0;
-    const float* const w = Ab + a_off[lo] + (slot - off);
-    float acc[8];
-#pragma unroll
-    for (int e = 0; e < 8; ++e) acc[e] = 0.f;
-    // unmerge_kernel's arithmetic (unmerge.cu) in the same order: the fused and the unfused
-    // outputs agree bit for bit when the attention rows do.
-#pragma unroll 1
-    for (int d = 0; d < k; ++d) {
-      const float wv = w[(size_t)d * n];
-      if (wv == 0.f) continue;
-      const float4 y0 = *reinterpret_cast<const float4*>(Os + (row0 + d) * kLdO + c * 8);
-      const float4 y1 = *reinterpret_cast<const float4*>(Os + (row0 + d) * kLdO + c * 8 + 4);
-      acc[0] += wv * y0.x;
-      acc[1] += wv * y0.y;
-      acc[2] += wv * y0.z;
-      acc[3] += wv * y0.w;
-      acc[4] += wv * y1.x;
-      acc[5] += wv * y1.y;
-      acc[6] += wv * y1.z;
-      acc[7] += wv * y1.w;
-    }
-    store8(out, odt, out_base + (size_t)tokens[slot] * C + c * 8, acc, out_vec);
-  }
-}
-
-// The fused kernel's epilogue for a prefix tile: its first `rows` rows of the output tile to
-// out[row0 ..], out_base being element (row0, col0) of the block's batch element.
-template <int D>
-__device__ __noinline__ void store_tile(const float* Os, int rows, void* out, int odt, bool out_vec, size_t out_base,
-                                        int C, int tid) {
-  constexpr int kLdO = D + 8, kChunks = D / 8;
-#pragma unroll 1
-  for (int idx = tid; idx < rows * kChunks; idx += kThreads) {
-    const int i = idx / kChunks, c = idx % kChunks;
-    const float4 y0 = *reinterpret_cast<const float4*>(Os + i * kLdO + c * 8);
-    const float4 y1 = *reinterpret_cast<const float4*>(Os + i * kLdO + c * 8 + 4);
-    const float v[8] = {y0.x, y0.y, y0.z, y0.w, y1.x, y1.y, y1.z, y1.w};
-    store8(out, odt, out_base + (size_t)i * C + c * 8, v, out_vec);
-  }
-}
-
 // The fused kernels' epilogue, once the normalised output tile is in Os ([rows][D + 8] floats):
 // a group block unmerges it into out through its regions' tables (built here in meta, 2 rows + 2
 // ints), a prefix block stores its rows. Ends with the block's last barrier behind it.
@@ -406,7 +181,7 @@ __device__ __forceinline__ void tc_attention_body(const Args& a, const MauArgs& 
     for (int rr = r0 + tid; rr < r1; rr += kThreads)
       for (int j = m.k_off[rr]; j < m.k_off[rr + 1]; ++j) row_reg[j - j0] = rr;
     __syncthreads();
-    gather_merged_q<T, D>(Ks, row_reg, static_cast<const T*>(a.q) + ((size_t)b * m.T + m.P) * a.C + col0, a.C, a.vec,
+    gather_merged_q<T, D, kBM>(Ks, row_reg, static_cast<const T*>(a.q) + ((size_t)b * m.T + m.P) * a.C + col0, a.C, a.vec,
                           m.tokens, m.offsets, m.k_off, m.a_off, m.A + (size_t)b * m.a_total,
                           m.mass + (size_t)b * m.K, j0, tid);
   } else {
@@ -596,50 +371,43 @@ __global__ void __launch_bounds__(kThreads, tc_min_blocks<D>()) tc_mau_attention
 // by ldmatrix and used for all of them. K and V are double-buffered: the next tile is copied
 // (cp.async) during the whole of the current one. (The first version, with one buffer each,
 // waited on every copy: 180 TFLOP/s at its best on an H200.)
+//
+// ST = 3 (the variant TOMA_FLASH_CFG=1,64,3): three K / V buffers, tile t + 2 copied while tile t
+// is used, and one barrier per tile instead of two (the barrier that publishes tile t also says
+// every warp is done with tile t - 1, whose buffer the copy of t + 2 reuses). kFold (with it, where
+// there is no bias and the scale is positive): FlashAttention-2's exp2 with the scale folded into
+// one FMA, p = exp2(s * scale log2e - m), the row max taken on the raw scores and keys past the
+// end masked in registers (no bias array).
 
-template <int D, int BN, int MT>
+template <int D, int BN, int MT, int ST = 2>
 struct MmaLayout {
   static constexpr int kBM = 16 * MT * kWarps;
   static constexpr int kLd = D + 8;  // halves per row: ldmatrix's 8 rows fall in distinct banks
   static constexpr size_t kTile = (size_t)BN * kLd * 2;
   static constexpr size_t kQ = 0;
-  static constexpr size_t kK = (size_t)kBM * kLd * 2;  // K[2], then V[2]: two tiles in flight
-  static constexpr size_t kV = kK + 2 * kTile;
-  static constexpr size_t kTiles = kV + 2 * kTile;
+  static constexpr size_t kK = (size_t)kBM * kLd * 2;  // K[ST], then V[ST]
+  static constexpr size_t kV = kK + ST * kTile;
+  static constexpr size_t kTiles = kV + ST * kTile;
   // The fused epilogue stages the float32 output tile (unmerge_tile's [kBM][D + 8]) over Q / K / V.
   static constexpr size_t kOut = (size_t)kBM * kLd * 4;
-  static constexpr size_t kBias = ((kTiles > kOut ? kTiles : kOut) + 255) / 256 * 256;  // [2][BN]
-  static constexpr size_t kMeta = kBias + ((size_t)2 * BN * 4 + 255) / 256 * 256;
+  static constexpr size_t kBias = ((kTiles > kOut ? kTiles : kOut) + 255) / 256 * 256;  // [ST][BN]
+  static constexpr size_t kMeta = kBias + ((size_t)ST * BN * 4 + 255) / 256 * 256;
   static constexpr size_t kBytes = kMeta + (size_t)(2 * kBM + 4) * 4;  // the fused path's region tables
   static_assert(D % 16 == 0 && BN % 16 == 0, "ldmatrix.x4 takes 16x16 blocks");
+  static_assert(ST == 2 || ST == 3, "two or three K / V buffers");
 };
 
-// Two adjacent output elements (index i even) in the output dtype; pair: the pointer allows
-// stores of both at once.
-__device__ __forceinline__ void store2(void* p, int dt, size_t i, float x, float y, bool pair) {
-  if (pair && dt == (int)DType::F32) {
-    *reinterpret_cast<float2*>(static_cast<float*>(p) + i) = make_float2(x, y);
-  } else if (pair && dt == (int)DType::F16) {
-    *reinterpret_cast<__half2*>(static_cast<__half*>(p) + i) = __floats2half2_rn(x, y);
-  } else if (pair) {
-    *reinterpret_cast<__nv_bfloat162*>(static_cast<__nv_bfloat16*>(p) + i) = __floats2bfloat162_rn(x, y);
-  } else {
-    store_any(p, dt, i, x);
-    store_any(p, dt, i + 1, y);
-  }
-}
-
-template <class T, int D, int BN, int MT, bool kFused>
+template <class T, int D, int BN, int MT, bool kFused, int ST = 2, bool kFold = false>
 __device__ __forceinline__ void mma_attention_body(const Args& a, const MauArgs& m) {
-  using L = MmaLayout<D, BN, MT>;
+  using L = MmaLayout<D, BN, MT, ST>;
   constexpr int kRows = L::kBM, kLd = L::kLd;
   constexpr int kNT = BN / 8;  // 8-key tiles of scores per row block
   constexpr int kND = D / 8;   // 8-column tiles of the output
   extern __shared__ __align__(256) unsigned char smem[];
   T* const Qs = reinterpret_cast<T*>(smem + L::kQ);
-  T* const Ks = reinterpret_cast<T*>(smem + L::kK);  // tile t in Ks + (t & 1) * kTileElems
+  T* const Ks = reinterpret_cast<T*>(smem + L::kK);  // tile t in Ks + (t % ST) * kTileElems
   T* const Vs = reinterpret_cast<T*>(smem + L::kV);
-  float* const bias_s = reinterpret_cast<float*>(smem + L::kBias);  // tile t's at (t & 1) * BN
+  float* const bias_s = reinterpret_cast<float*>(smem + L::kBias);  // tile t's at (t % ST) * BN
   int* const meta = reinterpret_cast<int*>(smem + L::kMeta);
   constexpr int kTileElems = BN * kLd;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, t4 = lane & 3, g = lane >> 2;
@@ -672,6 +440,16 @@ __device__ __forceinline__ void mma_attention_body(const Args& a, const MauArgs&
     load_tile<T, D, kRows>(Qs, qg, q0, q_rows, a.C, a.vec, tid);
   }
   cp_async_commit();
+  const int tiles = (a.Tk + BN - 1) / BN;
+  if constexpr (ST == 3) {
+    // Tile 1 too (its own copy group, empty when there is none): two tiles ahead from the start.
+    if (tiles > 1) {
+      load_tile<T, D, BN>(Ks + kTileElems, kg, BN, a.Tk, a.C, a.vec, tid);
+      load_tile<T, D, BN>(Vs + kTileElems, vg, BN, a.Tk, a.C, a.vec, tid);
+      if (tid < BN) bias_s[BN + tid] = key_bias_l2(a, b, BN + tid);
+    }
+    cp_async_commit();
+  }
 
   float o[MT][kND][4];
   float m_run[MT][2], l_run[MT][2];  // [.][h]: row g + 8h of the warp's row block; l per lane
@@ -692,18 +470,27 @@ __device__ __forceinline__ void mma_attention_body(const Args& a, const MauArgs&
   constexpr bool kQRegs = MT == 1;
   unsigned qr[kQRegs ? D / 16 : 1][4];
   if constexpr (kQRegs) {
-    cp_async_wait<0>();
+    cp_async_wait<ST - 2>();  // the query tile (with tile 0), not tile 1
     __syncthreads();
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) ldmatrix_x4(qr[kk], q_warp + kk * 16);
   }
 
   // Two K / V buffers: tile t + 1 is copied while tile t is used, and a barrier at the end of each
-  // tile keeps the copy of t + 2 off buffer t & 1 until every warp is done with it.
-  const int tiles = (a.Tk + BN - 1) / BN;
+  // tile keeps the copy of t + 2 off buffer t & 1 until every warp is done with it. Three: see above.
   for (int t = 0; t < tiles; ++t) {
-    const int cur = (t & 1) * kTileElems;
-    if (t + 1 < tiles) {
+    const int cur = (t % ST) * kTileElems;
+    if constexpr (ST == 3) {
+      cp_async_wait<1>();  // tile t from this thread (t + 1 may still be on its way)
+      __syncthreads();     // ... from everyone, with bias(t); and every warp is done with tile t - 1
+      if (t + 2 < tiles) {
+        const int nxt = ((t + 2) % 3) * kTileElems;
+        load_tile<T, D, BN>(Ks + nxt, kg, (t + 2) * BN, a.Tk, a.C, a.vec, tid);
+        load_tile<T, D, BN>(Vs + nxt, vg, (t + 2) * BN, a.Tk, a.C, a.vec, tid);
+        if (tid < BN) bias_s[((t + 2) % 3) * BN + tid] = key_bias_l2(a, b, (t + 2) * BN + tid);
+      }
+      cp_async_commit();  // every iteration, so that the wait above always means tile t
+    } else if (t + 1 < tiles) {
       const int nxt = kTileElems - cur;
       load_tile<T, D, BN>(Ks + nxt, kg, (t + 1) * BN, a.Tk, a.C, a.vec, tid);
       load_tile<T, D, BN>(Vs + nxt, vg, (t + 1) * BN, a.Tk, a.C, a.vec, tid);
@@ -713,7 +500,7 @@ __device__ __forceinline__ void mma_attention_body(const Args& a, const MauArgs&
     } else {
       cp_async_wait<0>();
     }
-    __syncthreads();  // ... and from everyone, with bias(t)
+    if constexpr (ST == 2) __syncthreads();  // ... and from everyone, with bias(t)
 
     float s[MT][kNT][4];
 #pragma unroll
@@ -747,7 +534,8 @@ __device__ __forceinline__ void mma_attention_body(const Args& a, const MauArgs&
     // Online softmax, in log2 units. A row's 4 lanes (same g) share its max through two shuffles;
     // its sum stays per lane until the end (the rescales are the same for the 4). P is rounded
     // to T before it is summed, so l counts exactly the weights the P.V product uses.
-    const float* const bias_t = bias_s + (t & 1) * BN;
+    const float* const bias_t = bias_s + (t % ST) * BN;
+    [[maybe_unused]] const bool partial = (t + 1) * BN > a.Tk;  // kFold: keys past the end masked here
     unsigned pa[MT][BN / 16][4];
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
@@ -756,13 +544,22 @@ __device__ __forceinline__ void mma_attention_body(const Args& a, const MauArgs&
         float mx = neg_inf();
 #pragma unroll
         for (int nt = 0; nt < kNT; ++nt) {
-          const float2 bb = *reinterpret_cast<const float2*>(bias_t + nt * 8 + 2 * t4);
-          s[mt][nt][2 * h] = fmaf(s[mt][nt][2 * h], a.sl2, bb.x);
-          s[mt][nt][2 * h + 1] = fmaf(s[mt][nt][2 * h + 1], a.sl2, bb.y);
+          if constexpr (kFold) {
+            if (partial) {
+              const int j = t * BN + nt * 8 + 2 * t4;
+              if (j >= a.Tk) s[mt][nt][2 * h] = neg_inf();
+              if (j + 1 >= a.Tk) s[mt][nt][2 * h + 1] = neg_inf();
+            }
+          } else {
+            const float2 bb = *reinterpret_cast<const float2*>(bias_t + nt * 8 + 2 * t4);
+            s[mt][nt][2 * h] = fmaf(s[mt][nt][2 * h], a.sl2, bb.x);
+            s[mt][nt][2 * h + 1] = fmaf(s[mt][nt][2 * h + 1], a.sl2, bb.y);
+          }
           mx = fmaxf(mx, fmaxf(s[mt][nt][2 * h], s[mt][nt][2 * h + 1]));
         }
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        if constexpr (kFold) mx *= a.sl2;  // the max of the scaled scores (scale > 0)
         const float m_new = fmaxf(m_run[mt][h], mx);
         // A row with every key so far at -inf (a -inf bias) keeps weights 0 instead of NaN.
         const float m_use = m_new == neg_inf() ? 0.f : m_new;
@@ -771,8 +568,10 @@ __device__ __forceinline__ void mma_attention_body(const Args& a, const MauArgs&
         float sum = 0.f;
 #pragma unroll
         for (int nt = 0; nt < kNT; ++nt) {
-          const T p0 = from_f<T>(exp2f(s[mt][nt][2 * h] - m_use));
-          const T p1 = from_f<T>(exp2f(s[mt][nt][2 * h + 1] - m_use));
+          const float x0 = kFold ? fmaf(s[mt][nt][2 * h], a.sl2, -m_use) : s[mt][nt][2 * h] - m_use;
+          const float x1 = kFold ? fmaf(s[mt][nt][2 * h + 1], a.sl2, -m_use) : s[mt][nt][2 * h + 1] - m_use;
+          const T p0 = from_f<T>(exp2f(x0));
+          const T p1 = from_f<T>(exp2f(x1));
           sum += to_f(p0) + to_f(p1);
           pa[mt][nt >> 1][(nt & 1) * 2 + h] = bits_of(p0) | (bits_of(p1) << 16);
         }
@@ -796,7 +595,11 @@ __device__ __forceinline__ void mma_attention_body(const Args& a, const MauArgs&
           mma_16816<T>(o[mt][2 * np + 1], pa[mt][kk], vb[2], vb[3]);
         }
       }
-    __syncthreads();  // every warp is done with buffer t & 1 (refilled with tile t + 2 next)
+    if constexpr (ST == 2) __syncthreads();  // every warp is done with buffer t & 1 (refilled with tile t + 2 next)
+  }
+  if constexpr (ST == 3) {
+    cp_async_wait<0>();  // the loop's last (empty) copy groups
+    if constexpr (kFused) __syncthreads();  // the epilogue stages its tile over Q, K and V
   }
 
   float inv[MT][2];
@@ -842,49 +645,30 @@ __device__ __forceinline__ void mma_attention_body(const Args& a, const MauArgs&
 }
 
 // Two blocks per SM at most 255 registers each: the accumulators of MT = 2 at D = 128 need them.
-template <class T, int D, int BN, int MT>
+template <class T, int D, int BN, int MT, int ST = 2, bool kFold = false>
 __global__ void __launch_bounds__(kThreads, 2) mma_attention(const Args a) {
-  mma_attention_body<T, D, BN, MT, false>(a, MauArgs{});
+  mma_attention_body<T, D, BN, MT, false, ST, kFold>(a, MauArgs{});
 }
 
 // tc_mau_attention's contract (above) on the mma kernel, with query groups of up to 64 MT rows.
-template <class T, int D, int BN, int MT>
+template <class T, int D, int BN, int MT, int ST = 2, bool kFold = false>
 __global__ void __launch_bounds__(kThreads, 2) mma_mau_attention(const Args a, const MauArgs m) {
-  mma_attention_body<T, D, BN, MT, true>(a, m);
+  mma_attention_body<T, D, BN, MT, true, ST, kFold>(a, m);
 }
+
+// Whether the folded-exp2 instance may serve these arguments: no bias of either kind, scale > 0.
+inline bool mma_fold(const Args& a) { return !a.bias && !a.mass && a.sl2 > 0.f; }
 
 // Which mma kernel serves a head dim: {0, 0} for none (the WMMA kernel then), else {MT, BN}.
 // TOMA_FLASH=wmma in the environment forces the WMMA kernel and TOMA_FLASH_CFG=MT,BN picks a
-// compiled variant: 1,64 (the default) or, at D = 128, 2,32 (both read once per process; for
-// benchmarks on a card). 2,64 was measured and dropped: no faster, and it spills at D = 128.
+// compiled variant: 1,64 (the default), 1,64,3 (three buffers, see above) or, at D = 128, 2,32
+// (read once per process; for benchmarks on a card). 2,64 was measured and dropped: no faster,
+// and it spills at D = 128.
 struct MmaChoice {
-  int mt = 0, bn = 0;
+  int mt = 0, bn = 0, st = 2;  // st: K / V buffers (3: one barrier per tile, folded exp2 where no bias)
   int rows() const { return 16 * mt * kWarps; }
 };
 MmaChoice mma_choice(int D);
-
-// ---- query groups of the fused kernels (host) ------------------------------------------------
-
-// Consecutive regions into groups of at most tile destinations (the query tile's rows) and tile
-// regions (the epilogue's region tables hold tile + 1 entries). groups[g] .. groups[g + 1] - 1 are
-// group g's regions; false when some region has more destinations than a query tile holds. Host
-// code: merge_attention_unmerge.cu groups with it, and the emulation tests the fused kernels on
-// its groups.
-inline bool query_groups(const std::vector<int32_t>& k_off, int R, int tile, std::vector<int32_t>& groups) {
-  groups.assign(1, 0);
-  int rows = 0, regions = 0;
-  for (int r = 0; r < R; ++r) {
-    const int k = k_off[r + 1] - k_off[r];
-    if (k > tile) return false;
-    if (rows + k > tile || regions == tile) {
-      groups.push_back(r);
-      rows = 0, regions = 0;
-    }
-    rows += k, ++regions;
-  }
-  if (R > 0) groups.push_back(R);
-  return true;
-}
 
 // ---- float32 CUDA-core kernel -----------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 // unmerge(attention(merge(q), merge(k), merge(v))) on the device. Merged k and v are written once
-// per call by the merge kernel (every query tile reads all of them). The queries take one of two
+// per call, both by one launch of the merge kernel (every query tile reads all of them). The queries take one of two
 // paths:
 //  - fused (fp16 / bf16 on the tensor-core kernels, every region at most one query tile of
-//    destinations: 64 rows on both kernels by default, 128 with the mma variant TOMA_FLASH_CFG=2,32):
+//    destinations: 64 rows on both kernels by default, 128 with the mma variant TOMA_FLASH_CFG=2,32
+//    and with the sm_90a kernel, TOMA_FLASH=sm90, attention_sm90.h):
 //    the regions are cut on the host into query groups of whole regions filling at most one query
 //    tile (cached on the plan), and one block per (group, head, batch) of mma_mau_attention /
 //    tc_mau_attention (flash.cuh) merges its queries in the prologue and unmerges its output in
@@ -25,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/attention_sm90.h"
 #include "cuda/common.cuh"
 #include "cuda/flash.cuh"
 #include "ops/cuda.h"
@@ -125,6 +127,11 @@ void launch_mma_d(dim3 grid, const flash::Args& a, const flash::MauArgs& m) {
 
 template <class T, int D>
 void launch_mma(const flash::MmaChoice& c, dim3 grid, const flash::Args& a, const flash::MauArgs& m) {
+  if (c.mt == 1 && c.bn == 64 && c.st == 3) {
+    using L = flash::MmaLayout<D, 64, 1, 3>;
+    if (flash::mma_fold(a)) return launch_fused_kernel<flash::mma_mau_attention<T, D, 64, 1, 3, true>>(D, L::kBytes, grid, a, m);
+    return launch_fused_kernel<flash::mma_mau_attention<T, D, 64, 1, 3, false>>(D, L::kBytes, grid, a, m);
+  }
   if (c.mt == 1 && c.bn == 64) return launch_mma_d<T, D, 64, 1>(grid, a, m);
   if constexpr (D == 128)
     if (c.mt == 2 && c.bn == 32) return launch_mma_d<T, D, 32, 2>(grid, a, m);
@@ -175,7 +182,9 @@ void merge_attention_unmerge_cuda(const DevicePlan& plan, const MergeAttentionPa
   const int D = C / p.heads;
   // The mma kernel (head dims 64 and 128) takes query tiles of mc.rows(); the WMMA one 64.
   const flash::MmaChoice mc = ct != DType::F32 ? flash::mma_choice(D) : flash::MmaChoice{};
-  const int tile_rows = mc.mt > 0 ? mc.rows() : flash::kBM;
+  // TOMA_FLASH=sm90 on a Hopper card: the sm_90a kernel, query tiles of 128 rows.
+  const bool sm90 = ct != DType::F32 && (D == 64 || D == 128) && flash::sm90_requested() && flash::sm90_usable();
+  const int tile_rows = sm90 ? flash::kSm90TileRows : mc.mt > 0 ? mc.rows() : flash::kBM;
   // Otherwise unfused: other dtypes and head dims, batches past one grid (attention_cuda slices
   // them), no keys at all (attention_cuda reports it).
   const bool fusable = p.merge_queries && ct != DType::F32 && D % 16 == 0 && D <= 128 && p.heads <= 65535 &&
@@ -186,21 +195,22 @@ void merge_attention_unmerge_cuda(const DevicePlan& plan, const MergeAttentionPa
   const bool unfused_q = p.merge_queries && !fused;
   const size_t at_q = unfused_q ? carve(merged * dtype_size(ct)) : 0;
   const size_t at_o = unfused_q ? carve(merged * sizeof(float)) : 0;
-  const size_t at_bias = p.proportional ? carve((size_t)B * Tm * sizeof(float)) : 0;
+  // The fused kernels compute the proportional bias from the masses themselves (Args::mass).
+  const size_t at_bias = p.proportional && !fused ? carve((size_t)B * Tm * sizeof(float)) : 0;
   cuda::DeviceBuffer tmp(bytes, "mergeAttentionUnmerge temporaries");
   char* const base = tmp.as<char>();
 
   const Tokens mk{base + at_k, ct, B, Tm, C}, mv{base + at_v, ct, B, Tm, C};
-  // Enqueued without waiting: the attention launch on the same stream orders after them.
-  cuda::enqueue_merge(plan, p.k, mk);
-  cuda::enqueue_merge(plan, p.v, mv);
+  // Both in one launch, enqueued without waiting: the attention launch on the same stream orders
+  // after it. The call waits once, at its end.
+  cuda::enqueue_merge2(plan, p.k, mk, p.v, mv);
 
   AttentionParams a;
   a.k = mk;
   a.v = mv;
   a.heads = p.heads;
   a.scale = p.scale;
-  if (p.proportional) {
+  if (p.proportional && !fused) {
     float* const bias = reinterpret_cast<float*>(base + at_bias);
     const size_t n = (size_t)B * Tm;
     const unsigned blocks = (unsigned)std::min<size_t>(cuda::blocks_for(n, 256), 4096);
@@ -228,7 +238,8 @@ void merge_attention_unmerge_cuda(const DevicePlan& plan, const MergeAttentionPa
     fa.C = C;
     fa.D = D;
     fa.sl2 = (p.scale > 0 ? p.scale : 1.0f / std::sqrt((float)D)) * flash::kLog2e;
-    fa.bias = a.key_bias;
+    fa.bias = nullptr;
+    if (p.proportional) fa.mass = plan.mass.as<float>(), fa.mass_P = P;
     // merged k / v sit at 256-byte boundaries of the temporary; q is the caller's.
     fa.vec = aligned16(p.q.data);
     flash::MauArgs m;
@@ -247,7 +258,10 @@ void merge_attention_unmerge_cuda(const DevicePlan& plan, const MergeAttentionPa
     m.out_vec = aligned16(p.out.data);
     const int G = groups->count;
     const dim3 grid((unsigned)(m.prefix_blocks + G), (unsigned)p.heads, (unsigned)B);
-    if (grid.x > 0) {
+    if (sm90) {
+      if (!flash::sm90_mau_attention(fa, m, G, p.heads, B, ct == DType::BF16))
+        throw DeviceError(std::string(kOp) + ": internal: the sm90 kernel refused a fusable call");
+    } else if (grid.x > 0) {
       if (ct == DType::F16)
         launch_fused_any<__half>(D, mc, grid, fa, m);
       else
@@ -260,8 +274,9 @@ void merge_attention_unmerge_cuda(const DevicePlan& plan, const MergeAttentionPa
   cuda::enqueue_merge(plan, p.q, mq);
   a.q = mq;
   a.out = mo;
-  attention_cuda(a);
-  unmerge_cuda(plan, mo, p.out);
+  cuda::enqueue_attention(a);
+  cuda::enqueue_unmerge(plan, mo, p.out);
+  cuda::synchronize(kOp);
 }
 
 }  // namespace toma

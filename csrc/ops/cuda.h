@@ -148,6 +148,11 @@ namespace cuda {
 // a fault at the next synchronize().
 void enqueue_merge(const DevicePlan& plan, ConstTokens x, Tokens y);
 void enqueue_unmerge(const DevicePlan& plan, ConstTokens y, Tokens x);
+// Two merges with one plan in one launch (merge-attention-unmerge's k and v): x1 and x2 of one
+// dtype and shape, y1 and y2 likewise; the same arithmetic as two enqueue_merge calls.
+void enqueue_merge2(const DevicePlan& plan, ConstTokens x1, Tokens y1, ConstTokens x2, Tokens y2);
+// attention_cuda without its final synchronisation.
+void enqueue_attention(const AttentionParams& p);
 }  // namespace cuda
 
 // Dense attention (SPEC section 6 without the plan) on device tokens. q/k/v/out f16, bf16 or f32

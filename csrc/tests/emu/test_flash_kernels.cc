@@ -7,6 +7,7 @@
 // usage: emu_flash SEED   (fixed cases, then a random sweep drawn from SEED)
 #include "wmma_emu.h"
 #include "flash_emu.h"
+#include "random_plan.h"
 
 #include <algorithm>
 #include <cmath>
@@ -48,10 +49,10 @@ double getv(const Buf& b, size_t i) {
 // Which tensor-core kernel serves head dims 64 and 128: 0 = WMMA (tc_attention), else an mma
 // variant {MT, BN} (mma_attention), as attention.cu's mma_choice would pick it.
 struct Variant { int mt, bn; const char* name; };
-const Variant kVariants[] = {{0, 0, "wmma"}, {1, 64, "mma1x64"}, {2, 32, "mma2x32"}};
-constexpr int kNumVariants = 3;
+const Variant kVariants[] = {{0, 0, "wmma"}, {1, 64, "mma1x64"}, {2, 32, "mma2x32"}, {1, 64, "mma1x64s3"}};
+constexpr int kNumVariants = 4;
 int g_variant = 0;
-bool has_variant(int D, int v) { return v == 0 || D == 128 || (D == 64 && v == 1); }
+bool has_variant(int D, int v) { return v == 0 || D == 128 || (D == 64 && v != 2); }
 int tile_rows(int D) { return g_variant && has_variant(D, g_variant) ? 16 * kVariants[g_variant].mt * kWarps : kBM; }
 
 template <class E, int D>
@@ -60,6 +61,10 @@ void launch_dense(const Args& a, int Tq, int H, int B) {
   const dim3 grid((Tq + rows - 1) / rows, H, B);
   if constexpr (D == 64 || D == 128) {
     if (g_variant == 1) return emu::launch([&] { mma_attention<E, D, 64, 1>(a); }, grid, MmaLayout<D, 64, 1>::kBytes);
+    // three buffers, and the folded exp2 where there is no bias (attention.cu's choice)
+    if (g_variant == 3 && mma_fold(a))
+      return emu::launch([&] { mma_attention<E, D, 64, 1, 3, true>(a); }, grid, MmaLayout<D, 64, 1, 3>::kBytes);
+    if (g_variant == 3) return emu::launch([&] { mma_attention<E, D, 64, 1, 3, false>(a); }, grid, MmaLayout<D, 64, 1, 3>::kBytes);
     if constexpr (D == 128)
       if (g_variant == 2) return emu::launch([&] { mma_attention<E, D, 32, 2>(a); }, grid, MmaLayout<D, 32, 2>::kBytes);
   }
@@ -71,6 +76,10 @@ void launch_fused(const Args& a, const MauArgs& m, int G, int H, int B) {
   const dim3 grid(m.prefix_blocks + G, H, B);
   if constexpr (D == 64 || D == 128) {
     if (g_variant == 1) return emu::launch([&] { mma_mau_attention<E, D, 64, 1>(a, m); }, grid, MmaLayout<D, 64, 1>::kBytes);
+    if (g_variant == 3 && mma_fold(a))
+      return emu::launch([&] { mma_mau_attention<E, D, 64, 1, 3, true>(a, m); }, grid, MmaLayout<D, 64, 1, 3>::kBytes);
+    if (g_variant == 3)
+      return emu::launch([&] { mma_mau_attention<E, D, 64, 1, 3, false>(a, m); }, grid, MmaLayout<D, 64, 1, 3>::kBytes);
     if constexpr (D == 128)
       if (g_variant == 2)
         return emu::launch([&] { mma_mau_attention<E, D, 32, 2>(a, m); }, grid, MmaLayout<D, 32, 2>::kBytes);
@@ -160,71 +169,6 @@ template <class T> T ft(float f);
 template <> __half ft(float f) { return __float2half_rn(f); }
 template <> __nv_bfloat16 ft(float f) { return __float2bfloat16_rn(f); }
 
-struct HostPlan {
-  int B, P, N, K, R;
-  std::vector<int32_t> tokens, offsets, k_off;
-  std::vector<int64_t> a_off;
-  int64_t a_total;
-  std::vector<float> A, mass;
-};
-
-// Random regions (a permutation of the image tokens cut into pieces), per region k destinations
-// (a spread of sizes up to maxk, some 0 when allow_zero), soft or one-hot columns with exact zeros.
-HostPlan random_plan(std::mt19937& g, int B, int P, int N, int maxn, int maxk, bool hard, bool allow_zero) {
-  HostPlan p;
-  p.B = B; p.P = P; p.N = N;
-  p.tokens.resize(N);
-  std::iota(p.tokens.begin(), p.tokens.end(), 0);
-  std::shuffle(p.tokens.begin(), p.tokens.end(), g);
-  p.offsets = {0}; p.k_off = {0}; p.a_off = {0};
-  std::uniform_int_distribution<int> un(1, maxn);
-  int at = 0;
-  while (at < N) {
-    const int n = std::min(un(g), N - at);
-    int k = std::uniform_int_distribution<int>(allow_zero ? 0 : 1, std::min(n, maxk))(g);
-    if (k == 0 && !allow_zero) k = 1;
-    // sorted inside a region, as the layout rules have it
-    std::sort(p.tokens.begin() + at, p.tokens.begin() + at + n);
-    at += n;
-    p.offsets.push_back(at);
-    p.k_off.push_back(p.k_off.back() + k);
-    p.a_off.push_back(p.a_off.back() + (int64_t)k * n);
-  }
-  p.R = (int)p.offsets.size() - 1;
-  p.K = p.k_off.back();
-  p.a_total = p.a_off.back();
-  p.A.assign((size_t)B * p.a_total, 0.f);
-  p.mass.assign((size_t)B * p.K, 0.f);
-  std::uniform_real_distribution<double> u(0, 1);
-  for (int b = 0; b < B; ++b)
-    for (int r = 0; r < p.R; ++r) {
-      const int n = p.offsets[r + 1] - p.offsets[r], k = p.k_off[r + 1] - p.k_off[r];
-      float* A = p.A.data() + (size_t)b * p.a_total + p.a_off[r];
-      for (int s = 0; s < n; ++s) {
-        if (k == 0) break;
-        if (hard || s < k) {  // destination s (s < k) holds itself; hard columns one-hot
-          const int d = s < k ? s : std::uniform_int_distribution<int>(0, k - 1)(g);
-          A[(size_t)d * n + s] = 1.f;
-          continue;
-        }
-        std::vector<double> e(k);
-        double mx = -1e300, sum = 0;
-        for (int d = 0; d < k; ++d) { e[d] = 4 * u(g); mx = std::max(mx, e[d]); }
-        for (int d = 0; d < k; ++d) sum += (e[d] = std::exp(e[d] - mx));
-        for (int d = 0; d < k; ++d) {
-          const double w = e[d] / sum;
-          A[(size_t)d * n + s] = w < 0.05 ? 0.f : (float)w;  // exact zeros, as the cutoff makes
-        }
-      }
-      for (int d = 0; d < k; ++d) {
-        double m = 0;
-        for (int s = 0; s < n; ++s) m += A[(size_t)d * n + s];
-        p.mass[(size_t)b * p.K + p.k_off[r] + d] = (float)m;
-      }
-    }
-  return p;
-}
-
 template <class E, int D>
 void run_fused_once(int B, int P, int N, int H, int maxn, int maxk, bool hard, bool prop, bool allow_zero, DType od,
                     size_t qoff, size_t ooff, uint32_t seed);
@@ -301,7 +245,10 @@ void run_fused_once(int B, int P, int N, int H, int maxn, int maxk, bool hard, b
   a.qdt = a.kdt = a.vdt = (int)(std::is_same<E, __half>::value ? DType::F16 : DType::BF16);
   a.odt = (int)od;
   a.Tq = -12345;  // unused by the fused kernel
-  a.Tk = Tm; a.C = C; a.D = D; a.sl2 = sc * kLog2e; a.bias = prop ? bias.data() : nullptr;
+  // The proportional bias from the masses in the kernel (Args::mass), as merge_attention_unmerge.cu
+  // launches it; the unfused composition below uses the bias array.
+  a.Tk = Tm; a.C = C; a.D = D; a.sl2 = sc * kLog2e; a.bias = nullptr;
+  a.mass = prop ? pl.mass.data() : nullptr; a.mass_P = P;
   a.vec = ((uintptr_t)qp & 15) == 0;
   MauArgs m{};
   m.groups = groups.data(); m.tokens = pl.tokens.data(); m.offsets = pl.offsets.data(); m.k_off = pl.k_off.data();
@@ -315,6 +262,7 @@ void run_fused_once(int B, int P, int N, int H, int maxn, int maxk, bool hard, b
   std::vector<float> mo((size_t)B * Tm * C, NAN);
   Args u = a;
   u.q = mq.data(); u.out = mo.data(); u.odt = (int)DType::F32; u.Tq = Tm; u.vec = true;
+  u.mass = nullptr; u.bias = prop ? bias.data() : nullptr;
   launch_dense<E, D>(u, Tm, H, B);
   std::vector<float> out_u((size_t)B * T * C);
   for (int b = 0; b < B; ++b) {

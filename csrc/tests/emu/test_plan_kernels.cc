@@ -269,6 +269,23 @@ static void test_rows(const Case& c, DType out, size_t misalign, double tau) {
   Dev dx(host.data(), host.size(), misalign * ein), dy(ygot.size(), misalign * eout);
   merge_cuda(*dp, ConstTokens{dx.p, c.dt, c.B, T, c.C}, Tokens{dy.p, out, c.B, TY, c.C});
   cuda::copy_to_host(ygot.data(), dy.p, ygot.size(), "t");
+  // The pair launch (merge-attention-unmerge's k and v): bit for bit the two single merges.
+  bool pair_same = true;
+  {
+    auto host2 = random_tokens(c.dt, (size_t)c.B * T * c.C);
+    Dev dx2(host2.data(), host2.size(), misalign * ein), dya(ygot.size(), misalign * eout),
+        dyb(ygot.size(), misalign * eout), dys(ygot.size(), misalign * eout);
+    merge_cuda(*dp, ConstTokens{dx2.p, c.dt, c.B, T, c.C}, Tokens{dys.p, out, c.B, TY, c.C});
+    cuda::enqueue_merge2(*dp, ConstTokens{dx.p, c.dt, c.B, T, c.C}, Tokens{dya.p, out, c.B, TY, c.C},
+                         ConstTokens{dx2.p, c.dt, c.B, T, c.C}, Tokens{dyb.p, out, c.B, TY, c.C});
+    cuda::synchronize("t");
+    std::vector<uint8_t> ya(ygot.size()), yb(ygot.size()), ys(ygot.size());
+    cuda::copy_to_host(ya.data(), dya.p, ya.size(), "t");
+    cuda::copy_to_host(yb.data(), dyb.p, yb.size(), "t");
+    cuda::copy_to_host(ys.data(), dys.p, ys.size(), "t");
+    pair_same = ya == ygot && yb == ys;
+  }
+  CHECK(pair_same, "the pair merge (enqueue_merge2) differs from two single merges");
   const cuda::RowLaunch l = cuda::row_launch(c.C, dx.p, dy.p, ein == 2 && eout == 2);
   double me = 0, mref = 0, pe = 0;
   for (int b = 0; b < c.B; ++b)
