@@ -181,6 +181,10 @@ async function main() {
       const runners: Array<{ label: string; r: Runner }> = [];
       const plain = await ort.InferenceSession.create(t.file, ortOptions);
       runners.push({ label: 'original', r: { run: (f) => plain.run(f), beginImage: () => undefined, release: () => plain.release() } });
+      // a second session of the same file: identical sessions differ by a few % (where their memory
+      // lands), the noise floor any "slower" must be read against
+      const twin = await ort.InferenceSession.create(t.file, ortOptions);
+      runners.push({ label: 'original (2nd session)', r: { run: (f) => twin.run(f), beginImage: () => undefined, release: () => twin.release() } });
       const configs: Array<[string, Record<string, unknown>]> = [
         ['default', {}],
         ['segments', { mode: 'segments' }],
@@ -255,11 +259,16 @@ async function main() {
   );
   // "never slower": the default against the original run with the same onnxruntime options; a
   // model toma leaves alone runs the original's own session, so only timing noise separates them
-  const slower = rows.filter((r) => r.variant === 'default' && typeof r.speedup === 'number' && (r.speedup as number) < 0.95);
+  // against the slower of the two original sessions: their difference is noise, not toma
+  const slower = rows.filter((r) => {
+    if (r.variant !== 'default' || typeof r.stepMs !== 'number') return false;
+    const twins = rows.filter((x) => x.model === r.model && x.config === r.config && (x.variant === 'original' || x.variant === 'original (2nd session)'));
+    return (r.stepMs as number) > Math.max(...twins.map((x) => x.stepMs as number)) * 1.02;
+  });
   process.stdout.write(
     slower.length
-      ? `default more than 5% slower than the original on: ${slower.map((r) => `${r.model} [${r.config}] (${(r.speedup as number).toFixed(2)}x, ${r.patched} patched)`).join(', ')}\n`
-      : 'default: never more than 5% (timing noise) slower than the original\n',
+      ? `default slower than both original sessions (by more than 2%) on: ${slower.map((r) => `${r.model} [${r.config}] (${(r.speedup as number).toFixed(2)}x, ${r.patched} patched)`).join(', ')}\n`
+      : 'default: never slower than the original (within the spread of two sessions of the original)\n',
   );
   process.stdout.write(`\n${markdown(rows, o)}\n`);
   if (o.json) {

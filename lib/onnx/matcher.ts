@@ -93,6 +93,8 @@ export interface AttentionBlock {
   text?: 'before' | 'after';
   /** Sequence length of q (image tokens, or prefix + image for joint), when known. */
   tokens?: Dim;
+  /** Batch of the block's tokens, when known. */
+  batch?: Dim;
   /** Softmax scale, when it is a constant or folds to one; undefined = unknown. */
   scale?: number;
   patchable: boolean;
@@ -854,6 +856,7 @@ class Matcher {
       prefix,
       ...(suffix ? { suffix } : {}),
       tokens,
+      batch: this.s.shape(normOutput)?.[0],
       scale,
       patchable,
       reason,

@@ -502,6 +502,7 @@ async function buildSegmentSession(
       channels: c.block.channels,
       heads: c.block.heads,
       fused: c.block.form !== 'matmul-softmax',
+      rope: !!c.cut.rope,
     }));
     denseReason = defaultDense(policy, (b) => ratioFor(options.ratio, b), 'segments');
     if (denseReason.size) {

@@ -12,8 +12,8 @@ export type PatchMode = 'segments' | 'standard-ops';
 export type SessionOptions = Omit<ProcessorOptions, 'ratio'> & {
   /** Fraction of image tokens removed in merged blocks, [0, 1). 0 runs the model unpatched. */
   ratio: ProcessorOptions['ratio'];
-  /** Default 'segments'. */
-  mode?: PatchMode;
+  /** Default 'auto': the mode the payoff estimate says is faster for the model (lib/onnx/payoff.ts). */
+  mode?: PatchMode | 'auto';
   /** [H, W] where the graph cannot tell (a DiT fed [B, N, C] tokens). */
   grid?: [number, number];
 };
