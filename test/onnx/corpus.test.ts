@@ -256,3 +256,31 @@ describe('patchModel on a dynamic-shape export', () => {
     }
   });
 });
+
+describe("the default: mode 'auto' and the payoff estimate", () => {
+  test('a model too small to gain (DiT, 256 tokens) runs as exported; a UNet merges its large blocks only', async () => {
+    const dit = MODELS.find((x) => x.key === 'dit_sdpa_dynamic')!;
+    const s = await toma.onnx.createSession(modelPath(dit), { ratio: 0.5, ...quiet });
+    const out = await s.run(feeds(refOf(dit)));
+    expect(s.stats().patchedBlocks).toEqual([]);
+    expect(relDiff(out[refOf(dit).outputs[0].name], (await original(dit))[refOf(dit).outputs[0].name])).toBe(0);
+    await s.release();
+
+    const unet = MODELS.find((x) => x.key === 'sd15_sdpa_dynamic')!;
+    const ref = unet.references.find((r) => r.name === 'latent64')!;
+    const u = await toma.onnx.createSession(modelPath(unet), { ratio: 0.5, ...quiet });
+    expect(u.stats().patchedBlocks).toEqual([]); // grids wait for the input shapes
+    await u.run(feeds(ref));
+    const st = u.stats() as ReturnType<typeof u.stats> & { auto?: { mode: string; savedMs: Record<string, number> } };
+    expect(['segments', 'standard-ops']).toContain(st.auto?.mode);
+    expect(st.mode).toBe(st.auto?.mode);
+    expect(st.auto!.savedMs[st.auto!.mode]).toBeGreaterThanOrEqual(Math.max(...Object.values(st.auto!.savedMs)));
+    // 64x64 and 32x32 blocks merge; the 16x16 and 8x8 ones (256 and 64 tokens of 2 heads) do not
+    const merged = new Set(st.patchedBlocks);
+    for (const a of unet.attention.filter((x) => x.kind === 'self')) {
+      const tokens = a.image_tokens.latent64;
+      expect([a.onnx_scope, merged.has(a.onnx_scope)]).toEqual([a.onnx_scope, tokens >= 1024]);
+    }
+    await u.release();
+  });
+});

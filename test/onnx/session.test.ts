@@ -12,6 +12,11 @@ import type { SegmentSessionStats } from '../../lib/onnx/segments';
 import { ALL_FIXTURES, FIXTURES, PPOCR, ROOT, fixture, modelBytes, relErr, seededFeeds, tmpDir } from './helpers';
 import { composeJointByHand, composeSelfByHand, f32, tinyAttentionModel } from './segments-helpers';
 
+
+/** This file tests segment mode: createSession with mode 'segments' unless a test names another. */
+const segmentSession: typeof toma.onnx.createSession = (file, options, ortOptions) =>
+  toma.onnx.createSession(file, options === null || typeof options !== 'object' ? options : { mode: 'segments', ...options }, ortOptions);
+
 const GRID: Record<string, [number, number]> = { 'flux_joint.onnx': [32, 32], 'flux_joint_mha.onnx': [32, 32] };
 const dir = tmpDir('seg');
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -33,13 +38,13 @@ describe('ratio 0, and every block at ratio 0, reproduce the original model', ()
     const ref = await original(file);
     const grid = GRID[name];
     // ratio 0: the model runs as exported, one session
-    const s0 = await toma.onnx.createSession(file, { ratio: 0, grid, ...quiet });
+    const s0 = await segmentSession(file, { ratio: 0, grid, ...quiet });
     const o0 = await s0.run(ref.feeds);
     expect(s0.stats()).toMatchObject({ mode: 'segments', patchedBlocks: [], segments: 1 });
     for (const k of ref.names) expect(relErr(f32(ref.out[k]), f32(o0[k]))).toBeLessThanOrEqual(1e-6);
     await s0.release();
     // ratio () => 0: every self/joint block is cut; toma's dense attention runs between the pieces
-    const s1 = await toma.onnx.createSession(file, { ratio: () => 0, grid, ...quiet });
+    const s1 = await segmentSession(file, { ratio: () => 0, grid, ...quiet });
     const o1 = await s1.run(ref.feeds);
     const st = s1.stats() as SegmentSessionStats;
     const selfish = st.blocks.filter((b) => b.kind !== 'cross');
@@ -54,7 +59,7 @@ describe('ratio 0, and every block at ratio 0, reproduce the original model', ()
 
   test('PP-OCRv4 with grid [1, 40] (input width 320)', async () => {
     const ref = await original(PPOCR, undefined, { x: [1, 3, 48, 320] });
-    const s = await toma.onnx.createSession(PPOCR, { ratio: () => 0, grid: [1, 40] });
+    const s = await segmentSession(PPOCR, { ratio: () => 0, grid: [1, 40] });
     const out = await s.run(ref.feeds);
     expect(s.stats()).toMatchObject({ patchedBlocks: ['p2o.Softmax.0', 'p2o.Softmax.1'], segments: 3 });
     expect(relErr(f32(ref.out[ref.names[0]]), f32(out[ref.names[0]]))).toBeLessThanOrEqual(1e-4);
@@ -70,7 +75,7 @@ describe('ratio 0.5 equals toma applied by hand on the original graph', () => {
       const ref = await original(file);
       // the external-data fixture holds the 32x32 model's weights: compose on the in-file copy
       const byHand = await composeSelfByHand(name.endsWith('_ext.onnx') ? fixture('sd_transformer_32x32.onnx') : file, ref.feeds, { ratio: 0.5 });
-      const s = await toma.onnx.createSession(file, { ratio: 0.5 });
+      const s = await segmentSession(file, { ratio: 0.5 });
       const out = await s.run(ref.feeds);
       const st = s.stats();
       expect(st.processor).toMatchObject({ plansComputed: 1, plansReused: 1, blocksMerged: 2 });
@@ -89,7 +94,7 @@ describe('ratio 0.5 equals toma applied by hand on the original graph', () => {
     for (const name of ['flux_joint.onnx', 'flux_joint_mha.onnx']) {
       const file = fixture(name);
       const ref = await original(file);
-      const s = await toma.onnx.createSession(file, { ratio: 0.5, grid: [32, 32] });
+      const s = await segmentSession(file, { ratio: 0.5, grid: [32, 32], dense: [] });
       const out = await s.run(ref.feeds);
       const st = s.stats() as SegmentSessionStats;
       expect(st.blocks).toEqual([expect.objectContaining({ kind: 'joint', status: 'patched', rope: 'destination', grid: [32, 32], afterPiece: 0 })]);
@@ -101,7 +106,7 @@ describe('ratio 0.5 equals toma applied by hand on the original graph', () => {
 
       // the deviation: merging already-rotated q/k is a different (documented) result
       const warnings: string[] = [];
-      const r = await toma.onnx.createSession(file, { ratio: 0.5, grid: [32, 32], rope: 'rotated', onWarning: (m) => warnings.push(m) });
+      const r = await segmentSession(file, { ratio: 0.5, grid: [32, 32], dense: [], rope: 'rotated', onWarning: (m) => warnings.push(m) });
       const rout = await r.run(ref.feeds);
       expect((r.stats() as SegmentSessionStats).blocks[0].rope).toBe('rotated');
       expect(warnings).toEqual([]); // asked for
@@ -116,11 +121,11 @@ describe('ratio 0.5 equals toma applied by hand on the original graph', () => {
 
   test('PP-OCRv4 at 0.5 with grid [1, 40]: dense by default (40 tokens cannot pay); with dense: [] patched, bounded change of the class probabilities', async () => {
     const ref = await original(PPOCR, undefined, { x: [1, 3, 48, 320] });
-    const byDefault = await toma.onnx.createSession(PPOCR, { ratio: 0.5, grid: [1, 40] });
+    const byDefault = await segmentSession(PPOCR, { ratio: 0.5, grid: [1, 40] });
     expect((byDefault.stats() as SegmentSessionStats).blocks.map((b) => b.status)).toEqual(['dense', 'dense']);
     expect((byDefault.stats() as SegmentSessionStats).blocks[0].reason).toMatch(/dense by default: 40 image tokens .* too little attention for merging to pay/);
     await byDefault.release();
-    const s = await toma.onnx.createSession(PPOCR, { ratio: 0.5, grid: [1, 40], dense: [] });
+    const s = await segmentSession(PPOCR, { ratio: 0.5, grid: [1, 40], dense: [] });
     const out = await s.run(ref.feeds);
     const e = relErr(f32(ref.out[ref.names[0]]), f32(out[ref.names[0]]));
     expect(e).toBeGreaterThan(0);
@@ -134,7 +139,7 @@ describe('reuse schedule across run() calls', () => {
   test('destinations every 10 steps, weights every 5, shared by the group; beginImage restarts', async () => {
     const file = fixture('sd_transformer_32x32.onnx');
     const ref = await original(file);
-    const s = await toma.onnx.createSession(file, { ratio: 0.5 });
+    const s = await segmentSession(file, { ratio: 0.5 });
     for (let i = 0; i < 11; i++) await s.run(ref.feeds);
     // steps 0 and 10 select; step 5 re-weighs; the second block reuses every time
     expect(s.stats()).toMatchObject({ step: 11, runs: 11, processor: { plansComputed: 2, weightsRecomputed: 1, plansReused: 19, blocksMerged: 22 } });
@@ -143,7 +148,7 @@ describe('reuse schedule across run() calls', () => {
     const first = await s.run(ref.feeds);
     expect(s.stats()).toMatchObject({ step: 1, runs: 12, processor: { plansComputed: 3, images: 1 } });
     // a fresh session's first step gives the same output as the first step after beginImage
-    const t = await toma.onnx.createSession(file, { ratio: 0.5 });
+    const t = await segmentSession(file, { ratio: 0.5 });
     const again = await t.run(ref.feeds);
     expect(relErr(f32(again.out_sample), f32(first.out_sample))).toBe(0);
     const st = s.stats();
@@ -164,21 +169,21 @@ describe('reuse schedule across run() calls', () => {
     const ref = await original(file);
     const b0 = '/transformer_blocks.0/attn1';
     const b1 = '/transformer_blocks.1/attn1';
-    const d = await toma.onnx.createSession(file, { ratio: 0.5, dense: [b0] });
+    const d = await segmentSession(file, { ratio: 0.5, dense: [b0] });
     await d.run(ref.feeds);
     expect(d.stats()).toMatchObject({ patchedBlocks: [b1], segments: 2 });
     expect((d.stats() as SegmentSessionStats).blocks[0]).toMatchObject({ status: 'dense', reason: 'dense (options.dense)' });
     // two groups (by name here): 1024 tokens pay, so both merge by default; SPEC 7's first-group
     // rule is not the ONNX sessions' default (it would keep a UNet's largest blocks dense)
     const group = (b: string) => (b === b0 ? 'first' : 'second');
-    const g = await toma.onnx.createSession(file, { ratio: 0.5, group });
+    const g = await segmentSession(file, { ratio: 0.5, group });
     expect(g.stats()).toMatchObject({ patchedBlocks: [b0, b1], segments: 3 });
-    const all = await toma.onnx.createSession(file, { ratio: 0.5, group, dense: [] });
+    const all = await segmentSession(file, { ratio: 0.5, group, dense: [] });
     expect(all.stats()).toMatchObject({ patchedBlocks: [b0, b1], segments: 3 });
     await all.run(ref.feeds);
     expect(all.stats().processor).toMatchObject({ plansComputed: 2, plansReused: 0 });
     // every block dense: no cut at all, the original outputs
-    const none = await toma.onnx.createSession(file, { ratio: 0.5, dense: () => true });
+    const none = await segmentSession(file, { ratio: 0.5, dense: () => true });
     const o = await none.run(ref.feeds);
     expect(none.stats()).toMatchObject({ patchedBlocks: [], segments: 1 });
     expect(relErr(f32(ref.out.out_sample), f32(o.out_sample))).toBe(0);
@@ -189,7 +194,7 @@ describe('reuse schedule across run() calls', () => {
 describe('errors and models it cannot patch', () => {
   test('PP-OCRv4 (dynamic width) without a grid: inferred from the input shape at run(); a grid that does not fit the tokens: a RangeError at run()', async () => {
     const ref = await original(PPOCR, undefined, { x: [1, 3, 48, 320] });
-    const inferred = await toma.onnx.createSession(PPOCR, { ratio: 0.5, dense: [] });
+    const inferred = await segmentSession(PPOCR, { ratio: 0.5, dense: [] });
     expect(inferred.stats().patchedBlocks).toEqual([]); // nothing is known before the shapes are
     const merged = await inferred.run(ref.feeds);
     expect((inferred.stats() as SegmentSessionStats).blocks.map((b) => [b.status, b.grid])).toEqual([
@@ -198,24 +203,24 @@ describe('errors and models it cannot patch', () => {
     ]);
     expect(relErr(f32(ref.out[ref.names[0]]), f32(merged[ref.names[0]]))).toBeGreaterThan(0);
     await inferred.release();
-    const s = await toma.onnx.createSession(PPOCR, { ratio: 0.5, grid: [1, 30], dense: [] });
+    const s = await segmentSession(PPOCR, { ratio: 0.5, grid: [1, 30], dense: [] });
     await expect(s.run(ref.feeds)).rejects.toThrow(RangeError);
     await expect(s.run(ref.feeds)).rejects.toThrow(/block 'p2o\.Softmax\.0': 40 image tokens do not form the grid \[1,30\] \(options\.grid\)/);
     await s.release();
     // a graph-known grid that disagrees with the tokens is refused at creation
-    await expect(toma.onnx.createSession(fixture('flux_joint.onnx'), { ratio: 0.5, grid: [16, 16] })).rejects.toThrow(/options\.grid: \[16,16\] has 256 tokens but block '\/Softmax' has 1024/);
+    await expect(segmentSession(fixture('flux_joint.onnx'), { ratio: 0.5, grid: [16, 16], dense: [] })).rejects.toThrow(/options\.grid: \[16,16\] has 256 tokens but block '\/Softmax' has 1024/);
   });
 
   test('bad options and feeds', async () => {
     const file = fixture('sd_transformer_32x32.onnx');
-    await expect(toma.onnx.createSession(file, { ratio: 1 })).rejects.toThrow(RangeError);
-    await expect(toma.onnx.createSession(file, { ratio: 0.5, mode: 'fast' as never })).rejects.toThrow(/options\.mode must be 'segments' or 'standard-ops'/);
-    await expect(toma.onnx.createSession(file, { ratio: 0.5, grid: [0, 4] })).rejects.toThrow(/options\.grid must be \[H, W\]/);
-    await expect(toma.onnx.createSession(file, { ratio: 0.5, colour: 1 } as never)).rejects.toThrow(/options\.colour is not a processor option/);
-    await expect(toma.onnx.createSession(file, null as never)).rejects.toThrow(TypeError);
-    await expect(toma.onnx.createSession('', { ratio: 0.5 })).rejects.toThrow(/path/);
-    await expect(toma.onnx.createSession(path.join(dir, 'missing.onnx'), { ratio: 0.5 })).rejects.toThrow(/ENOENT/);
-    const s = await toma.onnx.createSession(file, { ratio: 0.5 });
+    await expect(segmentSession(file, { ratio: 1 })).rejects.toThrow(RangeError);
+    await expect(segmentSession(file, { ratio: 0.5, mode: 'fast' as never })).rejects.toThrow(/options\.mode must be 'auto', 'segments' or 'standard-ops'/);
+    await expect(segmentSession(file, { ratio: 0.5, grid: [0, 4] })).rejects.toThrow(/options\.grid must be \[H, W\]/);
+    await expect(segmentSession(file, { ratio: 0.5, colour: 1 } as never)).rejects.toThrow(/options\.colour is not a processor option/);
+    await expect(segmentSession(file, null as never)).rejects.toThrow(TypeError);
+    await expect(segmentSession('', { ratio: 0.5 })).rejects.toThrow(/path/);
+    await expect(segmentSession(path.join(dir, 'missing.onnx'), { ratio: 0.5 })).rejects.toThrow(/ENOENT/);
+    const s = await segmentSession(file, { ratio: 0.5 });
     const { feeds } = await original(file);
     await expect(s.run({ sample: feeds.sample })).rejects.toThrow(/input 'encoder_hidden_states' is missing/);
     await expect(s.run({ ...feeds, extra: feeds.sample })).rejects.toThrow(/'extra' is not an input/);
@@ -226,7 +231,7 @@ describe('errors and models it cannot patch', () => {
     const file = path.join(dir, 'probs_out.onnx');
     fs.writeFileSync(file, modelBytes(tinyAttentionModel({ probsOut: true })));
     const warnings: string[] = [];
-    const s = await toma.onnx.createSession(file, { ratio: 0.5, grid: [4, 4], onWarning: (m) => warnings.push(m) });
+    const s = await segmentSession(file, { ratio: 0.5, grid: [4, 4], onWarning: (m) => warnings.push(m) });
     const st = s.stats() as SegmentSessionStats;
     expect(st.patchedBlocks).toEqual([]);
     expect(st.blocks[0]).toMatchObject({ status: 'unpatched', reason: expect.stringMatching(/graph output/) });
@@ -236,7 +241,7 @@ describe('errors and models it cannot patch', () => {
     const out = await s.run(ref.feeds);
     for (const k of ref.names) expect(relErr(f32(ref.out[k]), f32(out[k]))).toBe(0);
     await s.release();
-    await expect(toma.onnx.createSession(file, { ratio: 0.5, grid: [4, 4], requirePatched: true, ...quiet })).rejects.toThrow(/no attention block/);
+    await expect(segmentSession(file, { ratio: 0.5, grid: [4, 4], requirePatched: true, ...quiet })).rejects.toThrow(/no attention block/);
   });
 
   test('a model without attention runs as exported (warning by process.emitWarning by default)', async () => {
@@ -244,7 +249,7 @@ describe('errors and models it cannot patch', () => {
     fs.writeFileSync(file, modelBytes(tinyAttentionModel()));
     // the tiny model itself is patchable with a grid: [4, 4] tokens, 2 heads
     const ref = await original(file);
-    const s = await toma.onnx.createSession(file, { ratio: () => 0, grid: [4, 4] });
+    const s = await segmentSession(file, { ratio: () => 0, grid: [4, 4] });
     expect(s.stats().patchedBlocks).toEqual(['/blk/attn1']);
     expect(relErr(f32(ref.out.y), f32((await s.run(ref.feeds)).y))).toBeLessThanOrEqual(1e-5);
     await s.release();
@@ -257,7 +262,7 @@ describe('errors and models it cannot patch', () => {
       g.output = [{ ...g.output[0], name: 'n' }];
       g.initializer = g.initializer.filter((t) => t.name.startsWith('ln_'));
       fs.writeFileSync(noAttn, modelBytes(m));
-      const u = await toma.onnx.createSession(noAttn, { ratio: 0.5 });
+      const u = await segmentSession(noAttn, { ratio: 0.5 });
       expect(u.stats()).toMatchObject({ patchedBlocks: [], segments: 1 });
       expect(spy).toHaveBeenCalledWith(expect.stringMatching(/no attention block was found/), { code: 'TOMA_SEGMENTS' });
       await u.release();
@@ -279,7 +284,7 @@ describe('files', () => {
     const tmp = path.join(dir, 'pieces');
     fs.mkdirSync(tmp);
     for (const name of ['sd_transformer_32x32.onnx', 'sd_transformer_32x32_ext.onnx']) {
-      const s = await toma.onnx.createSession(fixture(name), { ratio: 0.5, tmpDir: tmp });
+      const s = await segmentSession(fixture(name), { ratio: 0.5, tmpDir: tmp });
       expect(s.stats().segments).toBe(3);
       const { feeds } = await original(fixture(name));
       await s.run(feeds);
@@ -301,10 +306,10 @@ describe("mode: 'standard-ops'", () => {
   test('dispatches to createStandardOpsSession (or says clearly that the mode is missing)', async () => {
     const file = fixture('sd_transformer_32x32.onnx');
     if (!available) {
-      await expect(toma.onnx.createSession(file, { ratio: 0.5, mode: 'standard-ops' })).rejects.toThrow(/'standard-ops' is not available/);
+      await expect(segmentSession(file, { ratio: 0.5, mode: 'standard-ops' })).rejects.toThrow(/'standard-ops' is not available/);
       return;
     }
-    const s = await toma.onnx.createSession(file, { ratio: 0.5, mode: 'standard-ops' });
+    const s = await segmentSession(file, { ratio: 0.5, mode: 'standard-ops' });
     expect(s.stats().mode).toBe('standard-ops');
     const { feeds, names } = await original(file);
     const out = await s.run(feeds);
