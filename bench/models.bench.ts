@@ -16,7 +16,8 @@
 // compared with the original under the same one, and with the faster original of the two.
 //
 //   npx tsx bench/models.bench.ts [--steps N] [--reps N] [--ratio R] [--only REGEX] [--threads N]
-//                                 [--configs spin,nospin] [--full DIR] [--no-json]
+//                                 [--configs spin,nospin] [--variants default,segments,...] [--no-twin]
+//                                 [--full DIR] [--no-json]
 // --full DIR adds the real-width exports made by `scripts/corpus/export.py --full sd15` (not
 // committed: several GB).
 import * as fs from 'node:fs';
@@ -29,6 +30,10 @@ import { collectHeader, formatContention, formatHeader, formatTable, measureInte
 
 interface Options {
   configs: string[];
+  /** Which toma variants to run (each holds its own onnxruntime sessions: mind the memory of big models). */
+  variants: string[];
+  /** Time a second session of the original (the noise floor). */
+  twin: boolean;
   steps: number;
   reps: number;
   ratio: number;
@@ -39,7 +44,7 @@ interface Options {
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { configs: ['spin', 'nospin'], steps: 20, reps: 2, ratio: 0.5, threads: 2, json: true };
+  const o: Options = { configs: ['spin', 'nospin'], variants: ['default', 'segments', 'standard-ops', 'all merged'], twin: true, steps: 20, reps: 2, ratio: 0.5, threads: 2, json: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => {
@@ -54,6 +59,8 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--threads') o.threads = Number(next());
     else if (a === '--full') o.full = next();
     else if (a === '--configs') o.configs = next().split(',');
+    else if (a === '--variants') o.variants = next().split(',');
+    else if (a === '--no-twin') o.twin = false;
     else if (a === '--no-json') o.json = false;
     else throw new RangeError(`unknown argument ${a}`);
   }
@@ -183,14 +190,17 @@ async function main() {
       runners.push({ label: 'original', r: { run: (f) => plain.run(f), beginImage: () => undefined, release: () => plain.release() } });
       // a second session of the same file: identical sessions differ by a few % (where their memory
       // lands), the noise floor any "slower" must be read against
-      const twin = await ort.InferenceSession.create(t.file, ortOptions);
-      runners.push({ label: 'original (2nd session)', r: { run: (f) => twin.run(f), beginImage: () => undefined, release: () => twin.release() } });
-      const configs: Array<[string, Record<string, unknown>]> = [
+      if (o.twin) {
+        const twin = await ort.InferenceSession.create(t.file, ortOptions);
+        runners.push({ label: 'original (2nd session)', r: { run: (f) => twin.run(f), beginImage: () => undefined, release: () => twin.release() } });
+      }
+      const all: Array<[string, Record<string, unknown>]> = [
         ['default', {}],
         ['segments', { mode: 'segments' }],
         ['standard-ops', { mode: 'standard-ops' }],
         ['all merged', { dense: [] }],
       ];
+      const configs = all.filter(([label]) => o.variants.includes(label));
       for (const [label, extra] of configs) {
         try {
           const s = await createSession(t.file, { ratio: o.ratio, ...quiet, ...extra }, ortOptions);
