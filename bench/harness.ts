@@ -82,6 +82,8 @@ export interface Entry {
   label: string;
   fn: () => Promise<unknown> | unknown;
   flops?: number;
+  /** fn makes this many calls of the op (a sequence such as 1 plan + 5 calls): times are per call. */
+  calls?: number;
 }
 
 /**
@@ -98,7 +100,7 @@ export async function measureInterleaved(entries: Entry[], o: Omit<MeasureOption
       if (gap > 0) await sleep(gap);
       const t0 = performance.now();
       await entries[i].fn();
-      const dt = performance.now() - t0;
+      const dt = (performance.now() - t0) / (entries[i].calls ?? 1);
       if (rep >= o.warmup) samples[i].push(dt);
     }
   }

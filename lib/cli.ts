@@ -34,10 +34,12 @@ export function buildProgram(): Command {
     });
   program
     .command('info')
-    .description('backend, then a check and timing of mergeAttentionUnmerge against dense attention')
-    .option('--grid <n>', 'token grid side (N = n * n)', positiveInt('grid'), 64)
-    .option('--channels <n>', 'channels C', positiveInt('channels'), 640)
-    .option('--heads <n>', 'attention heads', positiveInt('heads'), 10)
+    .description(
+      "backend, then a check and timing of mergeAttentionUnmerge against dense attention at SDXL's 64x64 and 32x32 shapes (or the one given)",
+    )
+    .option('--grid <n>', 'token grid side (N = n * n); default: both SDXL shapes', positiveInt('grid'))
+    .option('--channels <n>', 'channels C (default 640 with --grid)', positiveInt('channels'))
+    .option('--heads <n>', 'attention heads (default 10 with --grid)', positiveInt('heads'))
     .option('--batch <n>', 'batch size', positiveInt('batch'), 2)
     .option('--ratio <r>', 'merge ratio in [0, 1)', ratioArg, 0.5)
     .action(async (o) => {

@@ -4,6 +4,8 @@ export type {
   BackendInfo,
   BackendName,
   BackendOption,
+  OutOption,
+  RowsOptions,
   Dtype,
   MergeAttentionOptions,
   PlanOptions,

@@ -3,7 +3,7 @@
 import { opBackend } from './backend';
 import { isDeviceTensor, type DeviceTensor } from './device';
 import { loadAddon, type NativePlan } from './native';
-import type { AttentionOptions, BackendOption, MergeAttentionOptions, PlanOptions, Tensor } from './types';
+import type { AttentionOptions, MergeAttentionOptions, PlanOptions, RowsOptions, Tensor } from './types';
 
 /** A merge plan held natively: destinations and weights, reusable for many merges. */
 export type Plan = NativePlan;
@@ -13,7 +13,7 @@ export const Plan: { prototype: Plan } = loadAddon().Plan;
 // addon to reject with its own messages. A DeviceTensor argument asks for CUDA unless a backend
 // was given (where CUDA is unavailable no real DeviceTensor exists, and the addon rejects the fake).
 function withBackend<T>(op: string, o: T, tensors: unknown[] = []): T {
-  let requested = o !== null && typeof o === 'object' ? (o as BackendOption).backend : undefined;
+  let requested = o !== null && typeof o === 'object' ? (o as RowsOptions).backend : undefined;
   if (requested === undefined && tensors.some(isDeviceTensor) && loadAddon().backendInfo().cudaAvailable)
     requested = 'cuda';
   const b = opBackend(op, requested);
@@ -31,17 +31,17 @@ export async function computePlan(x: AnyTensor, o: PlanOptions): Promise<Plan> {
   return loadAddon().computePlan(x, withBackend('computePlan', o, [x]));
 }
 
-export function merge(x: DeviceTensor, plan: Plan, o?: BackendOption): Promise<DeviceTensor>;
-export function merge(x: Tensor, plan: Plan, o?: BackendOption): Promise<Tensor>;
-export function merge(x: AnyTensor, plan: Plan, o?: BackendOption): Promise<AnyTensor>;
-export async function merge(x: AnyTensor, plan: Plan, o: BackendOption = {}): Promise<AnyTensor> {
+export function merge(x: DeviceTensor, plan: Plan, o?: RowsOptions): Promise<DeviceTensor>;
+export function merge(x: Tensor, plan: Plan, o?: RowsOptions): Promise<Tensor>;
+export function merge(x: AnyTensor, plan: Plan, o?: RowsOptions): Promise<AnyTensor>;
+export async function merge(x: AnyTensor, plan: Plan, o: RowsOptions = {}): Promise<AnyTensor> {
   return loadAddon().merge(x, plan, withBackend('merge', o, [x]));
 }
 
-export function unmerge(y: DeviceTensor, plan: Plan, o?: BackendOption): Promise<DeviceTensor>;
-export function unmerge(y: Tensor, plan: Plan, o?: BackendOption): Promise<Tensor>;
-export function unmerge(y: AnyTensor, plan: Plan, o?: BackendOption): Promise<AnyTensor>;
-export async function unmerge(y: AnyTensor, plan: Plan, o: BackendOption = {}): Promise<AnyTensor> {
+export function unmerge(y: DeviceTensor, plan: Plan, o?: RowsOptions): Promise<DeviceTensor>;
+export function unmerge(y: Tensor, plan: Plan, o?: RowsOptions): Promise<Tensor>;
+export function unmerge(y: AnyTensor, plan: Plan, o?: RowsOptions): Promise<AnyTensor>;
+export async function unmerge(y: AnyTensor, plan: Plan, o: RowsOptions = {}): Promise<AnyTensor> {
   return loadAddon().unmerge(y, plan, withBackend('unmerge', o, [y]));
 }
 

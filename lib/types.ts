@@ -47,7 +47,20 @@ export interface PlanOptions extends BackendOption {
   destinations?: Int32Array;
 }
 
-export interface AttentionOptions extends BackendOption {
+export interface OutOption {
+  /**
+   * CPU backend: write the result into this host tensor instead of a new one, so a loop over
+   * blocks or steps allocates no output. Its dtype and shape must be the result's and its memory
+   * must overlap no input; the op resolves to this same object. Its contents are undefined if
+   * the op rejects. On CUDA: a TypeError.
+   */
+  out?: Tensor;
+}
+
+/** Options of merge and unmerge. */
+export interface RowsOptions extends BackendOption, OutOption {}
+
+export interface AttentionOptions extends BackendOption, OutOption {
   heads: number;
   /** Default 1 / sqrt(C / heads). */
   scale?: number;

@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import { buildProgram } from '../lib/cli';
+import { runInfo } from '../lib/cli/info';
 import { formatBlocks, loadPatchModel, parseGrid, parseShapes, runInspect, runPatch } from '../lib/cli/patch';
 import { inspect } from '../lib/onnx/inspect';
 import { PPOCR, ROOT, fixture, tmpDir } from './onnx/helpers';
@@ -121,5 +122,38 @@ describe('toma inspect', () => {
     expect(() => parseShapes('sample=1xx4')).toThrow(/name=AxBxC/);
     const cmd = buildProgram().commands.find((c) => c.name() === 'inspect');
     expect(cmd!.options.map((o) => o.long)).toEqual(['--shapes']);
+  });
+});
+
+describe('toma info', () => {
+  async function capture(f: () => Promise<void>): Promise<string> {
+    const write = process.stdout.write.bind(process.stdout);
+    let text = '';
+    process.stdout.write = ((chunk: string | Uint8Array) => {
+      text += String(chunk);
+      return true;
+    }) as typeof process.stdout.write;
+    try {
+      await f();
+    } finally {
+      process.stdout.write = write;
+    }
+    return text;
+  }
+
+  test("prints SDXL's two shapes by default, 64x64 and 32x32, each with its amortised speed-up", async () => {
+    const text = await capture(() => runInfo({ batch: 1, ratio: 0.5 }));
+    expect(text).toMatch(/shape: B=1, N=64x64, C=640, 10 heads, ratio 0.5/);
+    expect(text).toMatch(/shape: B=1, N=32x32, C=1280, 20 heads, ratio 0.5/);
+    expect(text.match(/1 plan per 5 calls\s+\d+\.\d\s+\d+\.\d\dx/g)).toHaveLength(2);
+    expect(text).toMatch(/K = 2048 of 4096 tokens kept/);
+    expect(text).toMatch(/K = 512 of 1024 tokens kept/);
+  }, 60000);
+
+  test('one shape when the shape is given', async () => {
+    const text = await capture(() => runInfo({ grid: 8, channels: 64, heads: 2, batch: 1, ratio: 0.25 }));
+    expect(text.match(/shape: /g)).toHaveLength(1);
+    expect(text).toMatch(/shape: B=1, N=8x8, C=64, 2 heads, ratio 0.25 \(as given\)/);
+    expect(text).toMatch(/K = 48 of 64 tokens kept/);
   });
 });

@@ -30,19 +30,28 @@ void check_plan_fit(Napi::Env env, const TensorInfo& t, int B, int tokens, const
                          std::to_string(B) + ", " + std::to_string(tokens) + ", C] (" + what + ")");
 }
 
-void check_finite(const TensorArg& t) {
-  if (t.on_device()) return;
-  // Scanned on the thread pool in 1 Mi-element slices: attention scans q and k on every call, and
-  // one thread alone costs about 3% of an SDXL-sized merge-attention-unmerge.
-  const size_t n = t.bytes / dtype_size(t.dtype), slice = (size_t)1 << 20;
+namespace {
+
+// Scanned on the thread pool in 256 Ki-element slices: every result is scanned, and one thread
+// alone costs several ms on an SDXL-sized tensor (a tenth of a 64x64 plan + merge + unmerge).
+bool all_finite_parallel(const void* data, DType t, size_t n) {
+  const size_t slice = (size_t)1 << 18;
   std::atomic<bool> bad{false};
   parallel_for((int64_t)((n + slice - 1) / slice), 1, [&](int64_t s0, int64_t s1) {
     for (int64_t s = s0; s < s1 && !bad.load(std::memory_order_relaxed); ++s) {
       const size_t i0 = (size_t)s * slice, m = std::min(slice, n - i0);
-      if (!all_finite(static_cast<const char*>(t.data) + i0 * dtype_size(t.dtype), t.dtype, m)) bad = true;
+      if (!all_finite(static_cast<const char*>(data) + i0 * dtype_size(t), t, m)) bad = true;
     }
   });
-  if (bad) throw range_error(t.name + ".data contains NaN or Infinity");
+  return !bad;
+}
+
+}  // namespace
+
+void check_finite(const TensorArg& t) {
+  if (t.on_device()) return;
+  if (!all_finite_parallel(t.data, t.dtype, t.bytes / dtype_size(t.dtype)))
+    throw range_error(t.name + ".data contains NaN or Infinity");
 }
 
 void check_finite(std::initializer_list<const TensorArg*> inputs) {
@@ -51,7 +60,7 @@ void check_finite(std::initializer_list<const TensorArg*> inputs) {
 
 void check_result(const void* out, DType t, size_t n, std::initializer_list<const TensorArg*> inputs,
                   const std::string& hint) {
-  if (all_finite(out, t, n)) return;
+  if (all_finite_parallel(out, t, n)) return;
   check_finite(inputs);
   // Device inputs are not scanned here (a device result kept from an earlier op may carry NaN).
   std::string unscanned;
@@ -75,7 +84,52 @@ Output make_output(Napi::Env env, DType t, std::vector<int64_t> shape) {
 }
 
 Napi::Value resolve_tensor(Napi::Env env, const Output& o) {
+  if (o.array_ref) return o.ref->Value();
   return tensor_object(env, o.ref->Value().As<Napi::TypedArray>(), o.shape, o.dtype);
+}
+
+namespace {
+
+Napi::Value out_option(Napi::Value options) {
+  if (!options.IsObject() || options.IsArray()) return Napi::Value();
+  Napi::Value v = options.As<Napi::Object>().Get("out");
+  return v.IsUndefined() ? Napi::Value() : v;
+}
+
+}  // namespace
+
+Output make_output(Napi::Env env, DType t, std::vector<int64_t> shape, Napi::Value options,
+                   const std::string& options_name, std::initializer_list<const TensorArg*> inputs) {
+  Napi::Value ov = out_option(options);
+  if (ov.IsEmpty()) return make_output(env, t, std::move(shape));
+  const std::string name = options_name + ".out";
+  if (DeviceTensorObject::Is(ov))
+    throw_type(env, name + " must be a host tensor { data, shape, dtype }, got a toma.DeviceTensor");
+  HostTensor h = parse_tensor(env, ov, name);
+  if (h.dtype != t)
+    throw_type(env, name + ".dtype '" + dtype_name(h.dtype) + "' must be the result's dtype '" + dtype_name(t) + "'");
+  if (h.shape != shape)
+    throw_range(env, name + ".shape " + shape_str(h.shape) + " must be the result's shape " + shape_str(shape));
+  const char* o0 = static_cast<const char*>(h.data);
+  for (const TensorArg* in : inputs) {
+    if (in->on_device()) continue;
+    const char* i0 = static_cast<const char*>(in->data);
+    if (o0 < i0 + in->bytes && i0 < o0 + h.bytes)
+      throw_range(env, name + " shares memory with " + in->name + ": inputs are never written to");
+  }
+  Output o;
+  o.data = const_cast<void*>(h.data);
+  o.ref = std::make_shared<Napi::Reference<Napi::Value>>(Napi::Persistent(Napi::Value(h.object)));
+  o.array_ref = std::make_shared<Napi::Reference<Napi::Value>>(Napi::Persistent(h.array));
+  o.shape = std::move(shape);
+  o.dtype = t;
+  return o;
+}
+
+void reject_out(Napi::Env env, Napi::Value options, const std::string& options_name, const char* op) {
+  if (!out_option(options).IsEmpty())
+    throw_type(env, options_name + ".out is supported by the CPU backend only (" + op +
+                        " on CUDA returns a new tensor); leave it out or use { backend: 'cpu' }");
 }
 
 bool use_cuda(Napi::Env env, Napi::Value options, const std::string& options_name, const char* op,

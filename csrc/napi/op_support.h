@@ -34,6 +34,9 @@ void check_result(const void* out, DType t, size_t n, std::initializer_list<cons
 // to OnOK (a napi_value does not outlive the call's handle scope).
 struct Output {
   std::shared_ptr<Napi::Reference<Napi::Value>> ref;
+  // options.out: ref holds the caller's tensor object (returned as the result) and this its
+  // typed array, so `out.data = other` during the call cannot free the memory being written.
+  std::shared_ptr<Napi::Reference<Napi::Value>> array_ref;
   void* data = nullptr;
   std::vector<int64_t> shape;
   DType dtype = DType::F32;
@@ -41,6 +44,13 @@ struct Output {
   size_t count() const { return (size_t)shape[0] * shape[1] * shape[2]; }
 };
 Output make_output(Napi::Env env, DType t, std::vector<int64_t> shape);
+// The result goes to options.out when given (a host tensor of the result's dtype and shape whose
+// memory overlaps no input; the op resolves to that same object), else to a new tensor. A
+// repeated call with the same `out` allocates nothing.
+Output make_output(Napi::Env env, DType t, std::vector<int64_t> shape, Napi::Value options,
+                   const std::string& options_name, std::initializer_list<const TensorArg*> inputs);
+// options.out on the CUDA backend: not supported there (TypeError naming it).
+void reject_out(Napi::Env env, Napi::Value options, const std::string& options_name, const char* op);
 Napi::Value resolve_tensor(Napi::Env env, const Output& o);
 
 // Whether the op runs on CUDA: options.backend when given, else CUDA when an input is a

@@ -192,6 +192,7 @@ Napi::Value PlanRows(const Napi::CallbackInfo& info, const char* op, const char*
   const bool cuda = use_cuda(env, info[2], "options", op, {&x});
   const std::vector<int64_t> shape{x.shape[0], plan->P + to, x.shape[2]};
   if (cuda) {
+    reject_out(env, info[2], "options", op);
     DeviceResult out(env, x.on_device(), x.dtype, shape);
     return OpWorker::Queue(
         env, op, {x.object, x.array, info[1]},
@@ -203,7 +204,7 @@ Napi::Value PlanRows(const Napi::CallbackInfo& info, const char* op, const char*
         },
         reporting(plan, [out](Napi::Env env) { return out.value(env); }));
   }
-  Output out = make_output(env, x.dtype, shape);
+  Output out = make_output(env, x.dtype, shape, info[2], "options", {&x});
   return OpWorker::Queue(
       env, op, {x.object, x.array, info[1]},
       [x, plan, out, cpu] {
@@ -231,6 +232,7 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
   AttnOptions a = parse_attention_options(env, info[3], (int)q.shape[2], "options");
   const bool cuda = use_cuda(env, info[3], "options", "attention", {&q, &k, &v});
   if (cuda) {
+    reject_out(env, info[3], "options", "attention");
     DeviceResult out(env, q.on_device(), q.dtype, q.shape);
     return OpWorker::Queue(
         env, "attention", {q.object, q.array, k.object, k.array, v.object, v.array},
@@ -243,7 +245,7 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
         },
         [out](Napi::Env env) { return out.value(env); });
   }
-  Output out = make_output(env, q.dtype, q.shape);
+  Output out = make_output(env, q.dtype, q.shape, info[3], "options", {&q, &k, &v});
   return OpWorker::Queue(
       env, "attention", {q.object, q.array, k.object, k.array, v.object, v.array},
       [q, k, v, a, out] {
@@ -275,6 +277,7 @@ Napi::Value MergeAttentionUnmerge(const Napi::CallbackInfo& info) {
   AttnOptions a = parse_attention_options(env, info[4], (int)q.shape[2], "options");
   const bool cuda = use_cuda(env, info[4], "options", "mergeAttentionUnmerge", {&q, &k, &v});
   if (cuda) {
+    reject_out(env, info[4], "options", "mergeAttentionUnmerge");
     DeviceResult out(env, q.on_device(), q.dtype, q.shape);
     return OpWorker::Queue(
         env, "mergeAttentionUnmerge", {q.object, q.array, k.object, k.array, v.object, v.array, info[3]},
@@ -288,7 +291,7 @@ Napi::Value MergeAttentionUnmerge(const Napi::CallbackInfo& info) {
         },
         reporting(plan, [out](Napi::Env env) { return out.value(env); }));
   }
-  Output out = make_output(env, q.dtype, q.shape);
+  Output out = make_output(env, q.dtype, q.shape, info[4], "options", {&q, &k, &v});
   return OpWorker::Queue(
       env, "mergeAttentionUnmerge", {q.object, q.array, k.object, k.array, v.object, v.array, info[3]},
       [q, k, v, a, plan, out] {

@@ -48,12 +48,40 @@ TEST_CASE(attention, kernel_sets_available) {
   tt::note("kernel sets on this CPU:" + names + "; dispatcher picks " + toma::cpu_kernels().isa);
   CHECK_GE(sets.size(), 1u);
   for (auto* k : sets) {
-    CHECK(k->gemm && k->dot && k->dot_f64 && k->axpy && k->scale && k->max && k->exp2_sum);
+    CHECK(k->gemm && k->dot && k->dot_f64 && k->axpy && k->wsum && k->scale && k->max && k->exp2_sum);
     // attention.cc's blocks must be multiples of the register tile.
     CHECK_EQ(96 % k->mr, 0);
     CHECK_EQ(256 % k->nr, 0);
   }
   CHECK_EQ(std::string(toma::kScalarKernels.isa), std::string("scalar"));
+}
+
+// wsum against a float64 loop: row counts 0 (zeros), 1, a 4x4 region's 16, 70; channel counts off
+// every vector width; rows that alias each other; out written whatever it held.
+TEST_CASE(attention, kernel_wsum) {
+  for (auto* K : kernel_sets()) {
+    tt::Rng rng(23);
+    for (int n : {0, 1, 3, 16, 70})
+      for (int C : {1, 7, 8, 15, 16, 33, 64, 100, 640}) {
+        const std::vector<float> pool = gaussian(rng, (size_t)(n + 2) * C);
+        const std::vector<float> w = gaussian(rng, (size_t)n + 1);
+        std::vector<const float*> rows;
+        for (int e = 0; e < n; ++e) rows.push_back(pool.data() + (size_t)((e * 7) % (n + 2)) * C);
+        std::vector<float> out(C + 1, std::numeric_limits<float>::quiet_NaN());
+        K->wsum(out.data(), rows.data(), w.data(), n, C);
+        int bad = 0;
+        for (int c = 0; c < C; ++c) {
+          double ref = 0, mag = 0;
+          for (int e = 0; e < n; ++e) {
+            ref += (double)w[e] * rows[e][c];
+            mag += std::fabs((double)w[e] * rows[e][c]);
+          }
+          if (!(std::fabs(out[c] - ref) <= 1e-6 * mag + 1e-30)) ++bad;
+        }
+        CHECK_MSG(bad == 0, std::string(K->isa) + " wsum n=" + std::to_string(n) + " C=" + std::to_string(C));
+        CHECK(std::isnan(out[C]));  // nothing past C written
+      }
+  }
 }
 
 TEST_CASE(attention, kernel_gemm) {

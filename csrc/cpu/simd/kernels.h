@@ -14,6 +14,9 @@ struct CpuKernels {
   // Float64 accumulation: similarities that a large temperature amplifies (SPEC section 5).
   double (*dot_f64)(const float* a, const float* b, int n);
   void (*axpy)(float* y, float a, const float* x, int n);  // y += a * x
+  // out[0..C) = sum_e w[e] * rows[e][0..C), accumulated in registers (out is written once; zero
+  // for n = 0): the sparse row sums of merge, unmerge and the merged attention's gathers.
+  void (*wsum)(float* out, const float* const* rows, const float* w, int n, int C);
   void (*scale)(float* x, float a, int n);                 // x *= a
   float (*max)(const float* x, int n);
   // x[i] = 2^(x[i] - m), returns the sum; -inf maps to 0.

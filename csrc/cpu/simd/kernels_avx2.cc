@@ -85,6 +85,35 @@ void axpy(float* y, float a, const float* x, int n) {
   for (; i < n; ++i) y[i] += a * x[i];
 }
 
+void wsum(float* out, const float* const* rows, const float* w, int n, int C) {
+  int c = 0;
+  for (; c + 32 <= C; c += 32) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int e = 0; e < n; ++e) {
+      const __m256 we = _mm256_set1_ps(w[e]);
+      const float* r = rows[e] + c;
+      a0 = _mm256_fmadd_ps(we, _mm256_loadu_ps(r), a0);
+      a1 = _mm256_fmadd_ps(we, _mm256_loadu_ps(r + 8), a1);
+      a2 = _mm256_fmadd_ps(we, _mm256_loadu_ps(r + 16), a2);
+      a3 = _mm256_fmadd_ps(we, _mm256_loadu_ps(r + 24), a3);
+    }
+    _mm256_storeu_ps(out + c, a0);
+    _mm256_storeu_ps(out + c + 8, a1);
+    _mm256_storeu_ps(out + c + 16, a2);
+    _mm256_storeu_ps(out + c + 24, a3);
+  }
+  for (; c + 8 <= C; c += 8) {
+    __m256 a = _mm256_setzero_ps();
+    for (int e = 0; e < n; ++e) a = _mm256_fmadd_ps(_mm256_set1_ps(w[e]), _mm256_loadu_ps(rows[e] + c), a);
+    _mm256_storeu_ps(out + c, a);
+  }
+  for (; c < C; ++c) {
+    float a = 0.f;
+    for (int e = 0; e < n; ++e) a += w[e] * rows[e][c];
+    out[c] = a;
+  }
+}
+
 void scale(float* x, float a, int n) {
   const __m256 va = _mm256_set1_ps(a);
   int i = 0;
@@ -139,7 +168,7 @@ float exp2_sum(float* x, float m, int n) {
 
 }  // namespace
 
-const CpuKernels kAvx2Kernels = {"avx2", MR, NR, gemm, dot, dot_f64, axpy, scale, max, exp2_sum, nullptr};
+const CpuKernels kAvx2Kernels = {"avx2", MR, NR, gemm, dot, dot_f64, axpy, wsum, scale, max, exp2_sum, nullptr};
 
 }  // namespace toma
 #endif

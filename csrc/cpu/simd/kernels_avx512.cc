@@ -81,6 +81,31 @@ void axpy(float* y, float a, const float* x, int n) {
   }
 }
 
+void wsum(float* out, const float* const* rows, const float* w, int n, int C) {
+  int c = 0;
+  for (; c + 64 <= C; c += 64) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int e = 0; e < n; ++e) {
+      const __m512 we = _mm512_set1_ps(w[e]);
+      const float* r = rows[e] + c;
+      a0 = _mm512_fmadd_ps(we, _mm512_loadu_ps(r), a0);
+      a1 = _mm512_fmadd_ps(we, _mm512_loadu_ps(r + 16), a1);
+      a2 = _mm512_fmadd_ps(we, _mm512_loadu_ps(r + 32), a2);
+      a3 = _mm512_fmadd_ps(we, _mm512_loadu_ps(r + 48), a3);
+    }
+    _mm512_storeu_ps(out + c, a0);
+    _mm512_storeu_ps(out + c + 16, a1);
+    _mm512_storeu_ps(out + c + 32, a2);
+    _mm512_storeu_ps(out + c + 48, a3);
+  }
+  for (; c < C; c += 16) {
+    const __mmask16 m = C - c >= 16 ? (__mmask16)0xffff : tail_mask(C - c);
+    __m512 a = _mm512_setzero_ps();
+    for (int e = 0; e < n; ++e) a = _mm512_fmadd_ps(_mm512_set1_ps(w[e]), _mm512_maskz_loadu_ps(m, rows[e] + c), a);
+    _mm512_mask_storeu_ps(out + c, m, a);
+  }
+}
+
 void scale(float* x, float a, int n) {
   const __m512 va = _mm512_set1_ps(a);
   int i = 0;
@@ -168,7 +193,7 @@ void gram_f64(const double* X, int n, int C, double* G) {
 
 }  // namespace
 
-const CpuKernels kAvx512Kernels = {"avx512", MR, NR, gemm, dot, dot_f64, axpy, scale, max, exp2_sum, gram_f64};
+const CpuKernels kAvx512Kernels = {"avx512", MR, NR, gemm, dot, dot_f64, axpy, wsum, scale, max, exp2_sum, gram_f64};
 
 }  // namespace toma
 #endif

@@ -45,6 +45,12 @@ double dot_f64(const float* a, const float* b, int n) {
   return s0 + s1;
 }
 
+void wsum(float* out, const float* const* rows, const float* w, int n, int C) {
+  for (int c = 0; c < C; ++c) out[c] = 0.f;
+  for (int e = 0; e < n; ++e)
+    for (int c = 0; c < C; ++c) out[c] += w[e] * rows[e][c];
+}
+
 void axpy(float* y, float a, const float* x, int n) {
   for (int i = 0; i < n; ++i) y[i] += a * x[i];
 }
@@ -70,6 +76,6 @@ float exp2_sum(float* x, float m, int n) {
 
 }  // namespace
 
-const CpuKernels kScalarKernels = {"scalar", MR, NR, gemm, dot, dot_f64, axpy, scale, max, exp2_sum, nullptr};
+const CpuKernels kScalarKernels = {"scalar", MR, NR, gemm, dot, dot_f64, axpy, wsum, scale, max, exp2_sum, nullptr};
 
 }  // namespace toma
