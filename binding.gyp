@@ -37,6 +37,7 @@
       "ldflags": ["-pthread"],
       "sources": [
         "csrc/core/dtype.cc",
+        "csrc/core/result_memory.cc",
         "csrc/core/scratch.cc",
         "csrc/core/thread_pool.cc",
         "csrc/cpu/assignment_plan.cc",

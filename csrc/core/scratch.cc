@@ -1,5 +1,7 @@
 #include "core/scratch.h"
 
+#include "core/result_memory.h"
+
 #include <cstdlib>
 #include <mutex>
 #include <new>
@@ -51,6 +53,7 @@ Scratch::Scratch(size_t floats) : data_(nullptr), size_(floats), capacity_(0) {
   capacity_ = floats ? floats : 1;
   data_ = static_cast<float*>(std::aligned_alloc(64, (capacity_ * sizeof(float) + 63) / 64 * 64));
   if (!data_) throw std::bad_alloc();
+  advise_huge_pages(data_, capacity_ * sizeof(float));  // fewer first-touch faults
 }
 
 Scratch::~Scratch() {

@@ -82,10 +82,8 @@ std::vector<int32_t> select_in_region(RegionRows& rr, int k, double coverage) {
   if (uses_gram(n)) {
     // Small regions (the tiles): one register-blocked float64 Gram matrix instead of n^2 / 2
     // separate dot products.
-    std::vector<double> Xd((size_t)n * rr.C), G((size_t)n * n);
-    for (int i = 0; i < n; ++i)
-      for (int c = 0; c < rr.C; ++c) Xd[(size_t)i * rr.C + c] = rr.row(i)[c];
-    K.gram_f64(Xd.data(), n, rr.C, G.data());
+    std::vector<double> G((size_t)n * n);
+    K.gram_f64(rr.rp.data(), n, rr.C, G.data());
     for (int i = 0; i < n; ++i) rr.inv[i] = 1.0 / std::max(std::sqrt(G[(size_t)i * n + i]), 1e-6);
     for (int i = 0; i < n; ++i)
       for (int j = 0; j < n; ++j) {

@@ -1,5 +1,7 @@
 #include "napi/args.h"
 
+#include "core/result_memory.h"
+
 #include <cmath>
 #include <cstdlib>
 #include <limits>
@@ -221,6 +223,38 @@ std::string backend_option(Napi::Env env, Napi::Value options, const std::string
 }
 
 Napi::TypedArray new_data(Napi::Env env, DType t, size_t n) {
+  const size_t bytes = n * dtype_size(t);
+  if (bytes >= kPooledResultBytes) {
+    // An external ArrayBuffer over pooled memory; its finalizer (at GC) gives the block back.
+    // Runtimes that forbid external buffers (a V8 sandbox) get an ordinary typed array.
+    void* block = result_alloc(bytes);
+    napi_value ab = nullptr;
+    if (block) {
+      const napi_status st = napi_create_external_arraybuffer(
+          env, block, bytes,
+          [](napi_env fenv, void* data, void* hint) {
+            const size_t size = reinterpret_cast<size_t>(hint);
+            int64_t adjusted = 0;
+            napi_adjust_external_memory(fenv, -(int64_t)size, &adjusted);
+            result_free(data, size);
+          },
+          reinterpret_cast<void*>(bytes), &ab);
+      if (st == napi_ok) {
+        int64_t adjusted = 0;
+        napi_adjust_external_memory(env, (int64_t)bytes, &adjusted);  // lets the GC see the memory
+        Napi::ArrayBuffer buf(env, ab);
+        if (t == DType::F32) return Napi::Float32Array::New(env, n, buf, 0);
+        return Napi::Uint16Array::New(env, n, buf, 0);
+      }
+      result_free(block, bytes);
+      // A failed call may leave a pending exception (a sandbox's refusal): clear it, fall back.
+      bool pending = false;
+      if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
+        napi_value ignored;
+        napi_get_and_clear_last_exception(env, &ignored);
+      }
+    }
+  }
   if (t == DType::F32) return Napi::Float32Array::New(env, n);
   return Napi::Uint16Array::New(env, n);
 }

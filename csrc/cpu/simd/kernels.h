@@ -21,9 +21,9 @@ struct CpuKernels {
   float (*max)(const float* x, int n);
   // x[i] = 2^(x[i] - m), returns the sum; -inf maps to 0.
   float (*exp2_sum)(float* x, float m, int n);
-  // G = X X^T in float64 for n rows of C doubles (full symmetric n x n). May be null: callers then
-  // use dot_f64 pair by pair.
-  void (*gram_f64)(const double* X, int n, int C, double* G);
+  // G = X X^T in float64 for n float32 rows of C channels (full symmetric n x n): each product is
+  // exact in float64, so only the sums round. May be null: callers then use dot_f64 pair by pair.
+  void (*gram_f64)(const float* const* rows, int n, int C, double* G);
 };
 
 // The best set for this CPU; TOMA_CPU_ISA=scalar|avx2|avx512 forces one (if the CPU has it).

@@ -160,14 +160,14 @@ float exp2_sum(float* x, float m, int n) {
 }
 
 // Register-blocked 4 x 4 tiles of the lower triangle, mirrored; 16 accumulators of 8 doubles.
-void gram_f64(const double* X, int n, int C, double* G) {
+void gram_f64(const float* const* X, int n, int C, double* G) {
   for (int i0 = 0; i0 < n; i0 += 4)
     for (int j0 = 0; j0 <= i0; j0 += 4) {
-      const double* a[4];
-      const double* b[4];
+      const float* a[4];
+      const float* b[4];
       for (int r = 0; r < 4; ++r) {
-        a[r] = X + (size_t)std::min(i0 + r, n - 1) * C;  // rows past n repeat the last: ignored
-        b[r] = X + (size_t)std::min(j0 + r, n - 1) * C;
+        a[r] = X[std::min(i0 + r, n - 1)];  // rows past n repeat the last: ignored
+        b[r] = X[std::min(j0 + r, n - 1)];
       }
       __m512d acc[4][4];
       for (int r = 0; r < 4; ++r)
@@ -176,8 +176,8 @@ void gram_f64(const double* X, int n, int C, double* G) {
         const __mmask8 m = C - c >= 8 ? (__mmask8)0xff : (__mmask8)((1u << (C - c)) - 1u);
         __m512d va[4], vb[4];
         for (int r = 0; r < 4; ++r) {
-          va[r] = _mm512_maskz_loadu_pd(m, a[r] + c);
-          vb[r] = _mm512_maskz_loadu_pd(m, b[r] + c);
+          va[r] = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, a[r] + c));
+          vb[r] = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, b[r] + c));
         }
         for (int r = 0; r < 4; ++r)
           for (int s = 0; s < 4; ++s) acc[r][s] = _mm512_fmadd_pd(va[r], vb[s], acc[r][s]);
