@@ -232,16 +232,11 @@ Napi::TypedArray new_data(Napi::Env env, DType t, size_t n) {
     if (block) {
       const napi_status st = napi_create_external_arraybuffer(
           env, block, bytes,
-          [](napi_env fenv, void* data, void* hint) {
-            const size_t size = reinterpret_cast<size_t>(hint);
-            int64_t adjusted = 0;
-            napi_adjust_external_memory(fenv, -(int64_t)size, &adjusted);
-            result_free(data, size);
-          },
+          [](napi_env, void* data, void* hint) { result_free(data, reinterpret_cast<size_t>(hint)); },
           reinterpret_cast<void*>(bytes), &ab);
       if (st == napi_ok) {
-        int64_t adjusted = 0;
-        napi_adjust_external_memory(env, (int64_t)bytes, &adjusted);  // lets the GC see the memory
+        // No napi_adjust_external_memory: V8 counts array buffers' backing stores itself, and
+        // the extra pressure made it run a full mark-compact every few calls.
         Napi::ArrayBuffer buf(env, ab);
         if (t == DType::F32) return Napi::Float32Array::New(env, n, buf, 0);
         return Napi::Uint16Array::New(env, n, buf, 0);
