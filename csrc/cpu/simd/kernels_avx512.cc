@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "cpu/simd/kernels.h"
 
@@ -160,24 +161,35 @@ float exp2_sum(float* x, float m, int n) {
 }
 
 // Register-blocked 4 x 4 tiles of the lower triangle, mirrored; 16 accumulators of 8 doubles.
-void gram_f64(const float* const* X, int n, int C, double* G) {
+// The rows are widened to float64 once, into a per-thread buffer that stays in L2: widening
+// inside the tiles costs each row one conversion per tile it meets (4 for a 16-token region),
+// and the conversions, not the FMAs, then bound the loop.
+void gram_f64(const float* const* rows, int n, int C, double* G) {
+  const int Cp = (C + 7) / 8 * 8;
+  thread_local std::vector<double> wide;
+  wide.resize((size_t)n * Cp);
+  for (int i = 0; i < n; ++i)
+    for (int c = 0; c < Cp; c += 8) {
+      const __mmask8 m = C - c >= 8 ? (__mmask8)0xff : (__mmask8)((1u << (C - c)) - 1u);
+      _mm512_storeu_pd(wide.data() + (size_t)i * Cp + c, _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, rows[i] + c)));
+    }
+  const double* X = wide.data();
   for (int i0 = 0; i0 < n; i0 += 4)
     for (int j0 = 0; j0 <= i0; j0 += 4) {
-      const float* a[4];
-      const float* b[4];
+      const double* a[4];
+      const double* b[4];
       for (int r = 0; r < 4; ++r) {
-        a[r] = X[std::min(i0 + r, n - 1)];  // rows past n repeat the last: ignored
-        b[r] = X[std::min(j0 + r, n - 1)];
+        a[r] = X + (size_t)std::min(i0 + r, n - 1) * Cp;  // rows past n repeat the last: ignored
+        b[r] = X + (size_t)std::min(j0 + r, n - 1) * Cp;
       }
       __m512d acc[4][4];
       for (int r = 0; r < 4; ++r)
         for (int s = 0; s < 4; ++s) acc[r][s] = _mm512_setzero_pd();
-      for (int c = 0; c < C; c += 8) {
-        const __mmask8 m = C - c >= 8 ? (__mmask8)0xff : (__mmask8)((1u << (C - c)) - 1u);
+      for (int c = 0; c < Cp; c += 8) {  // the padding is zero
         __m512d va[4], vb[4];
         for (int r = 0; r < 4; ++r) {
-          va[r] = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, a[r] + c));
-          vb[r] = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, b[r] + c));
+          va[r] = _mm512_loadu_pd(a[r] + c);
+          vb[r] = _mm512_loadu_pd(b[r] + c);
         }
         for (int r = 0; r < 4; ++r)
           for (int s = 0; s < 4; ++s) acc[r][s] = _mm512_fmadd_pd(va[r], vb[s], acc[r][s]);
