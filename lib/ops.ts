@@ -22,6 +22,15 @@ function withBackend<T>(op: string, o: T, tensors: unknown[] = []): T {
 
 type AnyTensor = Tensor | DeviceTensor;
 
+// options.out is written off the JavaScript thread: a buffer that can shrink or move under the
+// call (a resizable ArrayBuffer) is refused up front. The addon checks everything else.
+function checkOut(o: unknown): void {
+  const out = o !== null && typeof o === 'object' ? (o as { out?: unknown }).out : undefined;
+  const data = out !== null && typeof out === 'object' ? (out as { data?: unknown }).data : undefined;
+  if (ArrayBuffer.isView(data) && (data.buffer as ArrayBuffer & { resizable?: boolean }).resizable === true)
+    throw new TypeError('options.out.data must not be backed by a resizable ArrayBuffer: the result is written while the call is pending');
+}
+
 export async function selectDestinations(x: AnyTensor, o: PlanOptions): Promise<Int32Array> {
   return loadAddon().selectDestinations(x, withBackend('selectDestinations', o, [x]));
 }
@@ -35,6 +44,7 @@ export function merge(x: DeviceTensor, plan: Plan, o?: RowsOptions): Promise<Dev
 export function merge(x: Tensor, plan: Plan, o?: RowsOptions): Promise<Tensor>;
 export function merge(x: AnyTensor, plan: Plan, o?: RowsOptions): Promise<AnyTensor>;
 export async function merge(x: AnyTensor, plan: Plan, o: RowsOptions = {}): Promise<AnyTensor> {
+  checkOut(o);
   return loadAddon().merge(x, plan, withBackend('merge', o, [x]));
 }
 
@@ -42,6 +52,7 @@ export function unmerge(y: DeviceTensor, plan: Plan, o?: RowsOptions): Promise<D
 export function unmerge(y: Tensor, plan: Plan, o?: RowsOptions): Promise<Tensor>;
 export function unmerge(y: AnyTensor, plan: Plan, o?: RowsOptions): Promise<AnyTensor>;
 export async function unmerge(y: AnyTensor, plan: Plan, o: RowsOptions = {}): Promise<AnyTensor> {
+  checkOut(o);
   return loadAddon().unmerge(y, plan, withBackend('unmerge', o, [y]));
 }
 
@@ -49,6 +60,7 @@ export function attention(q: DeviceTensor, k: AnyTensor, v: AnyTensor, o: Attent
 export function attention(q: Tensor, k: AnyTensor, v: AnyTensor, o: AttentionOptions): Promise<Tensor>;
 export function attention(q: AnyTensor, k: AnyTensor, v: AnyTensor, o: AttentionOptions): Promise<AnyTensor>;
 export async function attention(q: AnyTensor, k: AnyTensor, v: AnyTensor, o: AttentionOptions): Promise<AnyTensor> {
+  checkOut(o);
   return loadAddon().attention(q, k, v, withBackend('attention', o, [q, k, v]));
 }
 
@@ -74,6 +86,7 @@ export async function mergeAttentionUnmerge(
   plan: Plan,
   o: MergeAttentionOptions,
 ): Promise<AnyTensor> {
+  checkOut(o);
   return loadAddon().mergeAttentionUnmerge(q, k, v, plan, withBackend('mergeAttentionUnmerge', o, [q, k, v]));
 }
 

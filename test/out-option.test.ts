@@ -81,3 +81,17 @@ describe('options.out errors', () => {
     expect(Array.from(q.data as Float32Array)).toEqual(Array.from(before));
   });
 });
+
+test('options.out on a resizable ArrayBuffer: TypeError before anything runs', async () => {
+  const q = randomTensor('out resizable q', [B, N, C]).t;
+  const Resizable = ArrayBuffer as unknown as new (n: number, o: { maxByteLength: number }) => ArrayBuffer;
+  let buf: ArrayBuffer;
+  try {
+    buf = new Resizable(B * N * C * 4, { maxByteLength: 2 * B * N * C * 4 });
+  } catch {
+    return; // a runtime without resizable buffers cannot be given one
+  }
+  if ((buf as ArrayBuffer & { resizable?: boolean }).resizable !== true) return;
+  const out: toma.Tensor = { data: new Float32Array(buf), shape: [B, N, C], dtype: 'float32' };
+  await expect(toma.attention(q, q, q, { heads, out })).rejects.toThrow(/options\.out\.data must not be backed by a resizable ArrayBuffer/);
+});

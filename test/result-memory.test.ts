@@ -54,3 +54,25 @@ test('pooled result memory: exact results from reused blocks, flat memory, ordin
   expect(out.mergeBytes).toBe(2 * 512 * 256 * 4);
   expect(out.halfOnes).toBe(true);
 }, 120000);
+
+test('TOMA_RESULT_POOL=0: plain typed arrays, same values', () => {
+  const code = `
+const toma = require(${JSON.stringify(path.join(ROOT, 'dist', 'index.js'))});
+(async () => {
+  const x = toma.tensor(Float32Array.from({ length: 2 * 1024 * 256 }, (_, i) => Math.sin(i)), [2, 1024, 256], 'float32');
+  const p = await toma.computePlan(x, { grid: [32, 32], ratio: 0.5 });
+  const r = await toma.unmerge(await toma.merge(x, p), p);
+  const moved = structuredClone(r.data, { transfer: [r.data.buffer] });
+  console.log(JSON.stringify({ detached: r.data.byteLength === 0, n: moved.length, v: moved[12345] }));
+})();`;
+  const run = (pool: string) => {
+    const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', env: { ...process.env, TOMA_RESULT_POOL: pool } });
+    if (r.status !== 0) throw new Error(r.stderr);
+    return JSON.parse(r.stdout.trim()) as { detached: boolean; n: number; v: number };
+  };
+  const plain = run('0');
+  const pooled = run('1');
+  expect(plain.detached).toBe(true); // an ordinary ArrayBuffer moves on transfer
+  expect(plain.n).toBe(2 * 1024 * 256);
+  expect(pooled.v).toBe(plain.v);
+});

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <limits>
+#include <string>
 
 namespace toma {
 
@@ -224,7 +225,13 @@ std::string backend_option(Napi::Env env, Napi::Value options, const std::string
 
 Napi::TypedArray new_data(Napi::Env env, DType t, size_t n) {
   const size_t bytes = n * dtype_size(t);
-  if (bytes >= kPooledResultBytes) {
+  // TOMA_RESULT_POOL=0: plain typed arrays (external buffers are copied, not moved, when
+  // transferred to a worker, and some runtimes refuse to transfer them at all).
+  static const bool pooled = [] {
+    const char* e = std::getenv("TOMA_RESULT_POOL");
+    return !(e && std::string(e) == "0");
+  }();
+  if (pooled && bytes >= kPooledResultBytes) {
     // An external ArrayBuffer over pooled memory; its finalizer (at GC) gives the block back.
     // Runtimes that forbid external buffers (a V8 sandbox) get an ordinary typed array.
     void* block = result_alloc(bytes);
